@@ -1,0 +1,199 @@
+"""The HTTP application: ``create_app(settings)``.
+
+Routes: ``/v1/...`` (JSON API, bearer tokens), ``/preview`` (server-rendered pages
+for resellers and ops), ``/u/{token}`` (one-click unsubscribe), ``/healthz``,
+``/readyz``, ``/metrics``; OpenAPI at ``/openapi.json``, docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from ..errors import StorageError
+from ..pipeline import EventIn, Pipeline
+from ..settings import Settings
+from ..tokens import TokenStore
+from . import errors, ops, preview, unsubscribe, v1
+from .limits import MAX_BATCH, BodyLimit
+from .metrics import HttpMetrics, HttpMetricsMiddleware
+from .store import Store, open_store
+
+log = logging.getLogger("notifier.api")
+
+#: how long shutdown waits for the in-process worker to finish its sends in flight
+WORKER_STOP_SECONDS = 60
+
+DESCRIPTION = """\
+Transactional mail for the registry, billing and reseller systems.
+
+Authenticate with `Authorization: Bearer nt_…` (`notifier token create`). Scopes:
+`events:write`, `messages:read`, `admin`. A reseller token is bound to one brand and
+sees nothing of any other. Errors are `{"error": CODE, "detail": …}`; a 422's detail
+lists each field path (`data.expires_at`) with its problem.
+"""
+
+
+def body_limits(settings: Settings) -> Any:
+    single = settings.max_event_bytes
+
+    def limit_for(path: str) -> int:
+        if path == "/v1/events/batch":
+            return single * MAX_BATCH
+        if path.startswith("/preview"):
+            return single * 3 + 4096  # form-encoded JSON grows up to threefold
+        if path.startswith("/u/"):
+            return 4096
+        return single
+
+    return limit_for
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    from pydantic import BaseModel, Field
+
+    class BatchIn(BaseModel):
+        events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    _, defs = models_json_schema(
+        [(EventIn, "validation"), (BatchIn, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(defs.get("$defs", {}))
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    tokens: TokenStore | None = None,
+    pipeline: Pipeline | None = None,
+    run_worker: bool = False,
+    warm_up: bool = False,
+) -> FastAPI:
+    """The ASGI app. ``store`` defaults to the outbox in ``settings.database``;
+    ``run_worker`` also runs the delivery worker in this process, and ``warm_up``
+    compiles every template before the first request (``notifier serve`` does both)."""
+    pipeline = pipeline or Pipeline(settings)
+    store = store or open_store(settings, pipeline)
+    tokens = tokens or TokenStore(store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_task: asyncio.Task[None] | None = None
+        stop = asyncio.Event()
+        try:
+            await store.ping()  # opens the outbox and creates its schema
+        except StorageError as exc:
+            log.warning("the outbox is not reachable yet (%s); /readyz says so", exc)
+        if warm_up:
+            await asyncio.to_thread(_warm_up, pipeline)
+        if run_worker:
+            worker_task = asyncio.create_task(_run_worker(settings, store, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                try:
+                    await asyncio.wait_for(worker_task, timeout=WORKER_STOP_SECONDS)
+                except TimeoutError:
+                    log.error("the worker did not stop within %s s", WORKER_STOP_SECONDS)
+                except Exception:
+                    log.exception("worker stopped with an error")
+            await store.close()
+
+    app = FastAPI(
+        title="notifier",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.pipeline = pipeline
+    app.state.tokens = tokens
+    app.state.store = store
+    app.state.http_metrics = HttpMetrics()
+    app.state.catalog_json = v1.catalog_document()
+    preview.setup(app, settings)
+
+    errors.install(app)
+    preview.install_sign_in_handler(app)
+    app.include_router(v1.router, tags=["v1"])
+    app.include_router(ops.router)
+    app.include_router(preview.router)
+    app.include_router(unsubscribe.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    app.add_middleware(BodyLimit, limit_for=body_limits(settings))
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
+    return app
+
+
+def _warm_up(pipeline: Pipeline) -> None:
+    """Render every event once per brand and language, so no request pays for compiling
+    a template (tens of milliseconds each)."""
+    from .. import events as catalog
+    from ..errors import NotifierError
+
+    for brand in pipeline.brands.all():
+        for name in catalog.CATALOG:
+            for lang in brand.languages:
+                try:
+                    pipeline.compose(pipeline.sample(name, brand.id, lang))
+                except NotifierError as exc:
+                    log.warning("warm-up: %s %s %s: %s", brand.id, name, lang, exc)
+
+
+async def _run_worker(settings: Settings, store: Store, stop: asyncio.Event) -> None:
+    """The delivery worker beside the API (``notifier serve``), sharing its outbox.
+
+    Waits for the database if it is down at start-up; on shutdown the worker stops
+    claiming, finishes the sends in flight and releases the rest.
+    """
+    from ..delivery import transport_from_url
+    from ..worker import Worker, WorkerConfig, make_signer
+
+    outbox = None
+    while outbox is None:
+        try:
+            outbox = await asyncio.to_thread(lambda: store.outbox)  # type: ignore[attr-defined]
+        except StorageError as exc:
+            log.warning("worker waiting for the outbox: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=5)
+                return
+            except TimeoutError:
+                continue
+    transport = transport_from_url(settings.smtp_url, settings.mail_dir)
+    worker = Worker(outbox, transport, make_signer(settings), config=WorkerConfig.from_env())
+    run = asyncio.create_task(worker.run())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        worker.stop()
+        await run
+    finally:
+        stopper.cancel()
+        await transport.close()

@@ -1,0 +1,539 @@
+"""What the API needs from the outbox, in one narrow async interface.
+
+:class:`OutboxStore` wraps :class:`notifier.outbox.Outbox` (synchronous, a connection
+per thread) and runs each call in a worker thread, at most :data:`THREADS` at once.
+
+Two things the outbox does not offer directly are built here from its own
+transactions: message search with cursor pagination, and the per-brand / per-event
+counts and latency histogram behind ``/metrics``.
+
+The outbox accepts a batch atomically — one invalid item rejects all. The HTTP batch
+endpoint promises the opposite (one bad item never rejects the others), so
+:meth:`OutboxStore.accept_batch` drops the items the outbox names as invalid and
+commits the rest in one transaction; on a render error or an idempotency conflict
+(rare) it falls back to one transaction per item to isolate the culprit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ..errors import Conflict, FieldError, NotifierError, StorageError, ValidationError
+from ..settings import Settings
+
+T = TypeVar("T")
+
+#: outbox calls running at once (each thread keeps its own database connection)
+THREADS = 8
+
+#: upper bounds (seconds) of the accept-to-sent latency histogram
+LATENCY_BUCKETS: tuple[float, ...] = (
+    1,
+    5,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1800,
+    3600,
+    4 * 3600,
+    24 * 3600,
+    96 * 3600,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One accepted (or recognised duplicate) event."""
+
+    id: int
+    status: str
+    language: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Figures for ``/metrics``."""
+
+    #: ``(brand, event, status) → messages``
+    messages: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    queue_depth: int = 0
+    #: cumulative histogram of accept-to-sent seconds: ``[(upper bound, count), ...]``
+    latency_buckets: Sequence[tuple[float, int]] = ()
+    latency_sum: float = 0.0
+    latency_count: int = 0
+    #: ``(brand, "all") → suppressed addresses``
+    suppressed: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    async def accept(self, raw: Any) -> Accepted: ...
+
+    async def accept_batch(self, raws: Sequence[Any]) -> list[Accepted | NotifierError]: ...
+
+    async def message(self, message_id: int) -> dict[str, Any] | None: ...
+
+    async def messages(
+        self,
+        *,
+        brand: str | None,
+        status: str | None,
+        event: str | None,
+        recipient: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def retry(self, message_id: int) -> dict[str, Any] | None: ...
+
+    async def stats(self) -> Stats: ...
+
+    async def suppress(self, brand: str, email: str, reason: str) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def transaction(self, write: bool = True) -> contextlib.AbstractContextManager[Any]: ...
+
+
+class Unavailable:
+    """The store when the outbox could not be opened: everything is a 503."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def _fail(self) -> StorageError:
+        return StorageError(self.reason)
+
+    async def accept(self, raw: Any) -> Accepted:
+        raise self._fail()
+
+    async def accept_batch(self, raws: Sequence[Any]) -> list[Accepted | NotifierError]:
+        raise self._fail()
+
+    async def message(self, message_id: int) -> dict[str, Any] | None:
+        raise self._fail()
+
+    async def messages(self, **_: Any) -> tuple[list[dict[str, Any]], str | None]:
+        raise self._fail()
+
+    async def retry(self, message_id: int) -> dict[str, Any] | None:
+        raise self._fail()
+
+    async def stats(self) -> Stats:
+        raise self._fail()
+
+    async def suppress(self, brand: str, email: str, reason: str) -> None:
+        raise self._fail()
+
+    async def ping(self) -> None:
+        raise self._fail()
+
+    async def close(self) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Any]:
+        raise self._fail()
+        yield  # pragma: no cover
+
+
+# --- views ------------------------------------------------------------------------------
+
+_PUBLIC_ATTEMPT = ("at", "outcome", "host", "code", "enhanced", "text", "possible_duplicate")
+_PUBLIC = (
+    "id",
+    "brand",
+    "sender_brand",
+    "event",
+    "mandatory",
+    "domain",
+    "recipient",
+    "language",
+    "status",
+    "reason",
+    "idempotency_key",
+    "message_id",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "next_attempt_at",
+    "deadline",
+    "sent_at",
+    "possible_duplicate",
+    "dkim_domain",
+    "dkim_selector",
+)
+
+
+def message_view(doc: Mapping[str, Any], *, full: bool = False) -> dict[str, Any]:
+    """A message as the API shows it: state, attempts with their SMTP replies,
+    Message-ID and language. ``full`` (admin) adds leases, workers and hashes."""
+    if full:
+        return dict(doc)
+    view = {k: doc.get(k) for k in _PUBLIC}
+    view["attempt_log"] = [
+        {k: a.get(k) for k in _PUBLIC_ATTEMPT} for a in doc.get("attempt_log", [])
+    ]
+    return view
+
+
+def encode_cursor(message_id: int) -> str:
+    return (
+        base64.urlsafe_b64encode(json.dumps({"before": message_id}).encode()).decode().rstrip("=")
+    )
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        before = doc["before"]
+        if not isinstance(before, int) or isinstance(before, bool) or not 0 < before < 2**63:
+            raise ValueError
+        return before
+    except (ValueError, TypeError, KeyError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ValidationError([FieldError("cursor", "not a cursor from this API")]) from None
+
+
+_ITEM = re.compile(r"^events\[(\d+)\]")
+
+
+class OutboxStore:
+    """:class:`Store` over a synchronous :class:`notifier.outbox.Outbox`, opened on first
+    use (and again after a failed open: a database down at start-up is not fatal)."""
+
+    def __init__(self, opener: Callable[[], Any]) -> None:
+        self._opener = opener
+        self._outbox: Any = None
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(THREADS)
+        self._committer: GroupCommit | None = None
+
+    @property
+    def outbox(self) -> Any:
+        if self._outbox is None:
+            with self._lock:
+                if self._outbox is None:
+                    self._outbox = self._opener()
+        return self._outbox
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Any]:
+        """The outbox's transaction (for the token store, which shares the database)."""
+        with self.outbox.transaction(write=write) as cur:
+            yield cur
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=self._limiter
+        )
+
+    # --- intake ----------------------------------------------------------------------
+
+    async def accept(self, raw: Any) -> Accepted:
+        """One event, committed together with whatever else arrived meanwhile (group
+        commit: one durable commit for many concurrent requests)."""
+        if self._committer is None:
+            self._committer = GroupCommit(self)
+        outcome = await self._committer.submit(raw)
+        if isinstance(outcome, ValidationError):
+            raise ValidationError(
+                [FieldError(_strip_item(e.loc), e.message) for e in outcome.errors]
+            )
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def accept_batch(self, raws: Sequence[Any]) -> list[Accepted | NotifierError]:
+        return await self._run(self._accept_batch, list(raws))
+
+    def _accept_batch(self, raws: list[Any]) -> list[Accepted | NotifierError]:
+        results: list[Accepted | NotifierError | None] = [None] * len(raws)
+        pending = list(range(len(raws)))
+        while pending:
+            try:
+                done = self.outbox.accept_batch([raws[i] for i in pending], prefix="events")
+            except ValidationError as exc:
+                bad = _split_errors(exc, pending)
+                if not bad:
+                    raise
+                for index, errors in bad.items():
+                    results[index] = ValidationError(errors)
+                pending = [i for i in pending if i not in bad]
+                continue
+            except StorageError as exc:
+                if not isinstance(exc, Conflict):
+                    raise
+                self._one_by_one(raws, pending, results)
+                break
+            except NotifierError:
+                self._one_by_one(raws, pending, results)
+                break
+            for i, accepted in zip(pending, done, strict=True):
+                results[i] = _accepted(accepted)
+            break
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
+    def _one_by_one(
+        self, raws: list[Any], pending: list[int], results: list[Accepted | NotifierError | None]
+    ) -> None:
+        for i in pending:
+            try:
+                results[i] = _accepted(self.outbox.accept(raws[i]))
+            except ValidationError as exc:
+                results[i] = ValidationError(
+                    [FieldError(f"events[{i}].{e.loc}", e.message) for e in exc.errors]
+                )
+            except StorageError as exc:
+                if not isinstance(exc, Conflict):
+                    raise
+                results[i] = exc
+            except NotifierError as exc:
+                results[i] = exc
+
+    # --- reading ---------------------------------------------------------------------
+
+    async def message(self, message_id: int) -> dict[str, Any] | None:
+        return await self._run(self._message, message_id)
+
+    def _message(self, message_id: int) -> dict[str, Any] | None:
+        from ..outbox import MessageNotFound
+
+        try:
+            doc: dict[str, Any] = self.outbox.get(message_id).as_dict()
+            return doc
+        except MessageNotFound:
+            return None
+
+    async def messages(
+        self,
+        *,
+        brand: str | None,
+        status: str | None,
+        event: str | None,
+        recipient: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        before = decode_cursor(cursor) if cursor else None
+        return await self._run(self._messages, brand, status, event, recipient, before, limit)
+
+    def _messages(
+        self,
+        brand: str | None,
+        status: str | None,
+        event: str | None,
+        recipient: str | None,
+        before: int | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("brand", brand),
+            ("status", status),
+            ("event", event),
+            ("recipient", recipient.lower() if recipient else None),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        sql = "SELECT id FROM outbox_messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self.outbox.transaction(write=False) as cur:
+            ids = [int(r[0]) for r in cur.execute(sql, [*params, limit + 1]).fetchall()]
+        more = len(ids) > limit
+        ids = ids[:limit]
+        items = [m for m in (self._message(i) for i in ids) if m is not None]
+        return items, (encode_cursor(ids[-1]) if more and ids else None)
+
+    async def retry(self, message_id: int) -> dict[str, Any] | None:
+        return await self._run(self._retry, message_id)
+
+    def _retry(self, message_id: int) -> dict[str, Any] | None:
+        from ..outbox import MessageNotFound
+
+        try:
+            doc: dict[str, Any] = self.outbox.retry(message_id).as_dict()
+            return doc
+        except MessageNotFound:
+            return None
+
+    async def stats(self) -> Stats:
+        return await self._run(self._stats)
+
+    def _stats(self) -> Stats:
+        bounds = ", ".join(
+            f"SUM(CASE WHEN sent_at - created_at <= {float(b)!r} THEN 1 ELSE 0 END)"
+            for b in LATENCY_BUCKETS
+        )
+        with self.outbox.transaction(write=False) as cur:
+            rows = cur.execute(
+                "SELECT brand, event, status, COUNT(*) FROM outbox_messages "
+                "GROUP BY brand, event, status"
+            ).fetchall()
+            latency = cur.execute(
+                f"SELECT {bounds}, SUM(sent_at - created_at), COUNT(*) FROM outbox_messages "
+                "WHERE status = 'sent' AND sent_at IS NOT NULL"
+            ).fetchone()
+            suppressed = cur.execute(
+                "SELECT brand, COUNT(*) FROM outbox_suppressions GROUP BY brand"
+            ).fetchall()
+        messages = {(str(b), str(e), str(s)): int(n) for b, e, s, n in rows}
+        depth = sum(
+            n for (_, _, s), n in messages.items() if s in ("queued", "deferred", "sending")
+        )
+        latency = latency or ()
+        n = len(LATENCY_BUCKETS)
+        counts = [int(v or 0) for v in latency[:n]] if latency else [0] * n
+        return Stats(
+            messages=messages,
+            queue_depth=depth,
+            latency_buckets=list(zip(LATENCY_BUCKETS, counts, strict=True)),
+            latency_sum=float(latency[n] or 0) if latency else 0.0,
+            latency_count=int(latency[n + 1] or 0) if latency else 0,
+            suppressed={(str(b), "all"): int(c) for b, c in suppressed},
+        )
+
+    # --- suppression, health -----------------------------------------------------------
+
+    async def suppress(self, brand: str, email: str, reason: str) -> None:
+        await self._run(self.outbox.suppress, brand, email, reason)
+
+    async def ping(self) -> None:
+        await self._run(self._ping)
+
+    def _ping(self) -> None:
+        with self.outbox.transaction(write=False) as cur:
+            cur.execute("SELECT 1").fetchone()
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer.close()
+            self._committer = None
+        if self._outbox is not None:
+            self._outbox.close()
+
+
+#: most single events one group commit takes
+GROUP_MAX = 256
+
+
+class GroupCommit:
+    """Single events queue here; one task commits whatever is waiting as one batch
+    (through :meth:`OutboxStore._accept_batch`, so one bad event fails alone). While a
+    commit runs, the next group gathers: no timer, no added latency when idle, and one
+    fsync for many requests under load. A storage failure fails the whole group, and
+    nothing of it was accepted."""
+
+    def __init__(self, store: OutboxStore) -> None:
+        self.store = store
+        self.queue: asyncio.Queue[tuple[Any, asyncio.Future[Accepted | NotifierError]]] = (
+            asyncio.Queue()
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit(self, raw: Any) -> Accepted | NotifierError:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:  # first use, or the app moved to another loop
+            self.loop = loop
+            self.queue = asyncio.Queue()
+            self.task = None
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+        future: asyncio.Future[Accepted | NotifierError] = (
+            asyncio.get_running_loop().create_future()
+        )
+        await self.queue.put((raw, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self.queue.get()]
+            while len(group) < GROUP_MAX and not self.queue.empty():
+                group.append(self.queue.get_nowait())
+            live = [(raw, f) for raw, f in group if not f.cancelled()]
+            if not live:
+                continue
+            try:
+                outcomes = await self.store._run(self.store._accept_batch, [r for r, _ in live])
+            except Exception as exc:
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), outcome in zip(live, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    async def close(self) -> None:
+        if self.task is not None and self.loop is asyncio.get_running_loop():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self.task = None
+
+
+def _strip_item(loc: str) -> str:
+    """``events[3].data.x`` → ``data.x``; ``events[3]`` → ``body``."""
+    m = _ITEM.match(loc)
+    if not m:
+        return loc
+    rest = loc[m.end() :].lstrip(".")
+    return rest or "body"
+
+
+def _accepted(result: Any) -> Accepted:
+    return Accepted(
+        id=int(result.id),
+        status=str(result.status),
+        language=str(result.language),
+        duplicate=bool(result.duplicate),
+    )
+
+
+def _split_errors(exc: ValidationError, pending: list[int]) -> dict[int, list[FieldError]]:
+    """The outbox's batch errors (``events[3].data…``, 3 = position among ``pending``)
+    by original item index, renamed to that index."""
+    out: dict[int, list[FieldError]] = {}
+    for err in exc.errors:
+        m = _ITEM.match(err.loc)
+        if not m or int(m.group(1)) >= len(pending):
+            return {}
+        index = pending[int(m.group(1))]
+        out.setdefault(index, []).append(
+            FieldError(f"events[{index}]" + err.loc[m.end() :], err.message)
+        )
+    return out
+
+
+def open_store(settings: Settings, pipeline: Any = None) -> Store:
+    """The outbox behind :class:`Store`, or :class:`Unavailable` saying why not."""
+    try:
+        from ..outbox import open_outbox
+    except ImportError as exc:  # pragma: no cover - a build without the outbox
+        return Unavailable(f"the outbox is not available in this build ({exc})")
+    return OutboxStore(lambda: open_outbox(settings, pipeline))

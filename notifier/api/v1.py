@@ -1,0 +1,383 @@
+"""``/v1``: event intake, message queries and retry, the event catalog, brand DNS checks.
+
+Event bodies are read by hand rather than declared as pydantic parameters: the
+token is checked before the body is parsed, a batch is validated item by item (one bad
+item never rejects the others), and every error names the field path the way the
+pipeline does (``data.expires_at``). The OpenAPI document still describes the bodies
+(see :mod:`notifier.api.app`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from .. import dnscheck
+from .. import events as catalog
+from ..errors import (
+    Conflict,
+    FieldError,
+    HeaderInjection,
+    NotifierError,
+    RenderError,
+    ValidationError,
+)
+from ..keys import KeyStore
+from ..pipeline import Pipeline
+from ..tokens import Token
+from .auth import check_brand_write, require, visible
+from .errors import CODES, ApiError, error_body, not_found
+from .limits import MAX_BATCH
+from .store import Accepted, Store, message_view
+
+router = APIRouter(prefix="/v1")
+
+
+# --- documentation models -------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(examples=["data.expires_at"])
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(examples=["not_found"])
+    detail: str | list[FieldProblem]
+
+
+class AcceptedOut(BaseModel):
+    id: int
+    status: str = Field(examples=["queued"])
+    language: str = Field(examples=["fi"])
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    result: Literal["accepted", "duplicate", "error"]
+    id: int | None = None
+    status: str | None = None
+    language: str | None = None
+    error: str | None = None
+    detail: str | list[FieldProblem] | None = None
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    duplicates: int
+    errors: int
+    results: list[BatchItemOut]
+
+
+class MessagePage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class CatalogOut(BaseModel):
+    events: list[dict[str, Any]]
+
+
+class DNSOut(BaseModel):
+    brand: str
+    ok: bool
+    checks: list[dict[str, Any]]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": ErrorOut, "description": CODES[c].replace("_", " ")} for c in codes}
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    if not body.strip():
+        raise ValidationError([FieldError("body", "a JSON body is required")])
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError([FieldError("body", f"invalid JSON: {exc}")]) from exc
+    except RecursionError as exc:
+        raise ValidationError([FieldError("body", "JSON nested too deeply")]) from exc
+
+
+def _accepted(result: Accepted) -> dict[str, Any]:
+    return {"id": result.id, "status": result.status, "language": result.language}
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    summary="Accept one event",
+    response_model=AcceptedOut,
+    responses={
+        200: {"model": AcceptedOut, "description": "Duplicate: this idempotency key was seen"},
+        202: {"model": AcceptedOut, "description": "Accepted: durably queued"},
+        **_errors(401, 403, 409, 413, 422, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}},
+        }
+    },
+)
+async def post_event(
+    request: Request, token: Annotated[Token, Depends(require("events:write"))]
+) -> JSONResponse:
+    """Queue one event. The same `idempotency_key` (per brand) again answers 200 with the
+    same id; with a different body it is 409 and nothing is queued."""
+    raw = await read_json(request)
+    if isinstance(raw, dict):
+        denied = check_brand_write(token, raw.get("brand"))
+        if denied:
+            raise denied
+    result = await _store(request).accept(raw)
+    return JSONResponse(_accepted(result), status_code=200 if result.duplicate else 202)
+
+
+def _item_error(index: int, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, ValidationError):
+        body = exc.as_dict()
+    elif isinstance(exc, ApiError):
+        body = error_body(exc.code, exc.detail)
+    elif isinstance(exc, Conflict):
+        body = error_body("conflict", str(exc))
+    elif isinstance(exc, RenderError | HeaderInjection):
+        body = error_body("render_error", str(exc))
+    elif isinstance(exc, NotifierError):
+        body = error_body("error", str(exc))
+    else:
+        raise exc
+    return {"index": index, "result": "error", **body}
+
+
+def _renumber(exc: Exception, positions: list[int]) -> Exception:
+    """Store errors name ``events[j]`` by position among the items it was given."""
+    if not isinstance(exc, ValidationError):
+        return exc
+    errors = []
+    for err in exc.errors:
+        m = re.match(r"^events\[(\d+)\]", err.loc)
+        if m and int(m.group(1)) < len(positions):
+            loc = f"events[{positions[int(m.group(1))]}]" + err.loc[m.end() :]
+        else:
+            loc = err.loc
+        errors.append(FieldError(loc, err.message))
+    return ValidationError(errors)
+
+
+@router.post(
+    "/events/batch",
+    summary="Accept up to 1,000 events",
+    response_model=BatchOut,
+    responses=_errors(401, 403, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}},
+        }
+    },
+)
+async def post_batch(
+    request: Request, token: Annotated[Token, Depends(require("events:write"))]
+) -> JSONResponse:
+    """One result per item, in order: `accepted`, `duplicate` or `error` (with the
+    item's problems). Valid items are committed in one transaction whatever the others
+    hold; if the store fails, nothing is accepted (503)."""
+    raw = await read_json(request)
+    items = raw.get("events") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise ValidationError([FieldError("events", "must be a list of events")])
+    if not items:
+        raise ValidationError([FieldError("events", "must hold at least one event")])
+    if len(items) > MAX_BATCH:
+        raise ValidationError([FieldError("events", f"at most {MAX_BATCH} events per batch")])
+    extra = sorted(set(raw) - {"events"})
+    if extra:
+        raise ValidationError([FieldError(extra[0], "unknown field")])
+    limit = request.app.state.settings.max_event_bytes
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    valid: list[int] = []
+    for i, item in enumerate(items):
+        problem: ApiError | None = None
+        if len(json.dumps(item, ensure_ascii=False).encode()) > limit:
+            problem = ApiError(413, f"event over {limit} bytes")
+        elif isinstance(item, dict):
+            problem = check_brand_write(token, item.get("brand"))
+        if problem is not None:
+            results[i] = _item_error(i, problem)
+        else:
+            valid.append(i)
+    if valid:
+        outcomes = await _store(request).accept_batch([items[i] for i in valid])
+        for i, outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                results[i] = _item_error(i, _renumber(outcome, valid))
+            else:
+                results[i] = {
+                    "index": i,
+                    "result": "duplicate" if outcome.duplicate else "accepted",
+                    **_accepted(outcome),
+                }
+    done = [r for r in results if r is not None]
+    counts = {
+        k: sum(1 for r in done if r["result"] == k) for k in ("accepted", "duplicate", "error")
+    }
+    return JSONResponse(
+        {
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "errors": counts["error"],
+            "results": done,
+        }
+    )
+
+
+@router.get(
+    "/events/catalog",
+    summary="The event catalog",
+    response_model=CatalogOut,
+    responses=_errors(401),
+)
+async def get_catalog(request: Request, token: Annotated[Token, Depends(require())]) -> Response:
+    """Every event with its JSON Schema (the `data` object) and realistic sample data."""
+    body: bytes = request.app.state.catalog_json
+    return Response(body, media_type="application/json")
+
+
+def catalog_document() -> bytes:
+    events = []
+    for spec in catalog.CATALOG.values():
+        events.append(
+            {
+                "name": spec.name,
+                "audience": spec.audience,
+                "mandatory": spec.mandatory,
+                "summary": spec.summary,
+                "brief": spec.brief,
+                "schema": spec.json_schema(),
+                "sample": dict(spec.sample),
+            }
+        )
+    return json.dumps({"events": events}, ensure_ascii=False, default=str).encode()
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+MessageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _visible_message(token: Token, message: dict[str, Any] | None) -> dict[str, Any]:
+    if message is None or not token.sees(str(message.get("brand"))):
+        raise not_found("no such message")
+    return message_view(message, full=token.admin)
+
+
+@router.get("/messages/{message_id}", summary="One message", responses=_errors(401, 403, 404, 503))
+async def get_message(
+    message_id: MessageId,
+    request: Request,
+    token: Annotated[Token, Depends(require("messages:read"))],
+) -> dict[str, Any]:
+    """State, attempts with the SMTP replies, Message-ID and the chosen language."""
+    return _visible_message(token, await _store(request).message(message_id))
+
+
+@router.get(
+    "/messages",
+    summary="Find messages",
+    response_model=MessagePage,
+    responses=_errors(401, 403, 422, 503),
+)
+async def list_messages(
+    request: Request,
+    token: Annotated[Token, Depends(require("messages:read"))],
+    brand: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    event: Annotated[str | None, Query(max_length=80)] = None,
+    recipient: Annotated[str | None, Query(max_length=320)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Newest first; pass `next_cursor` back as `cursor` for the next page. A reseller
+    token only ever sees its own brand."""
+    if token.brand is not None:
+        if brand is not None and brand != token.brand:
+            return {"items": [], "next_cursor": None}
+        brand = token.brand
+    items, next_cursor = await _store(request).messages(
+        brand=brand, status=status, event=event, recipient=recipient, cursor=cursor, limit=limit
+    )
+    return {"items": [message_view(m, full=token.admin) for m in items], "next_cursor": next_cursor}
+
+
+@router.post(
+    "/messages/{message_id}/retry",
+    summary="Retry a message",
+    responses=_errors(401, 403, 404, 409, 503),
+)
+async def retry_message(
+    message_id: MessageId,
+    request: Request,
+    token: Annotated[Token, Depends(require("events:write"))],
+) -> dict[str, Any]:
+    """Queue a deferred or failed message again, now (same Message-ID)."""
+    store = _store(request)
+    _visible_message(token, await store.message(message_id))
+    return _visible_message(token, await store.retry(message_id))
+
+
+# --- brands ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/brands/{brand_id}/dns",
+    summary="A brand's DNS check",
+    response_model=DNSOut,
+    responses=_errors(401, 404, 503),
+)
+async def brand_dns(
+    brand_id: Annotated[str, Path(max_length=40)],
+    request: Request,
+    token: Annotated[Token, Depends(require())],
+) -> dict[str, Any]:
+    """DKIM, SPF, DMARC, alignment and link-domain checks: `ok`, `fail` (with the record
+    to publish) or `unknown` (DNS could not tell)."""
+    visible(token, brand_id, "no such brand")
+    pipeline = _pipeline(request)
+    try:
+        brand = pipeline.brands.get(brand_id)
+    except ValidationError:
+        raise not_found("no such brand") from None
+    settings = request.app.state.settings
+    checks = await run_in_threadpool(
+        dnscheck.check_brand, brand, settings, KeyStore(settings.keys_path)
+    )
+    return {
+        "brand": brand.id,
+        "ok": dnscheck.all_ok(checks),
+        "checks": [c.as_dict() for c in checks],
+    }

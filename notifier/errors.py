@@ -1,0 +1,163 @@
+"""One exception tree for notifier.
+
+Every error the package raises on purpose derives from :class:`NotifierError`;
+third-party exceptions are translated at the boundary that calls the library
+(``raise ... from exc``) so callers never need to import jinja2, pydantic,
+dkim or aiosmtplib to handle a failure::
+
+    NotifierError
+    ├── ConfigError            settings or a brand file are invalid
+    │   └── BrandError         brands/<id>.toml (names the file and field)
+    ├── ValidationError        bad input: unknown event, missing/mistyped field
+    │   ├── UnknownEvent
+    │   ├── UnknownBrand
+    │   └── UnsupportedLanguage
+    ├── RenderError            a template failed (undefined variable, syntax, limits)
+    │   ├── TemplateNotFound
+    │   └── PlatformLeak       reseller mail would mention the platform
+    ├── HeaderInjection        CR/LF/NUL reached a header-bound value
+    ├── KeyStoreError          DKIM key missing, unreadable or would be overwritten
+    ├── SigningError           DKIM signing failed
+    ├── DNSCheckError          DNS check could not run
+    ├── StorageError           the outbox database failed (maps to HTTP 503)
+    │   └── Conflict           idempotency key reused with another body (HTTP 409)
+    └── DeliveryError          an SMTP attempt failed
+        ├── TransientDeliveryError   4xx, timeouts, connection errors: retry
+        └── PermanentDeliveryError   5xx: give up
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class NotifierError(Exception):
+    """Base of every error notifier raises on purpose."""
+
+
+class ConfigError(NotifierError):
+    """Settings are invalid."""
+
+
+class BrandError(ConfigError):
+    """A brand file is invalid; ``path`` and ``field`` say where."""
+
+    def __init__(self, path: str, field: str, message: str) -> None:
+        self.path = path
+        self.field = field
+        super().__init__(f"{path}: {field}: {message}")
+
+
+class FieldError:
+    """One invalid field: a dotted path (``data.expires_at``) and a message."""
+
+    __slots__ = ("loc", "message")
+
+    def __init__(self, loc: str, message: str) -> None:
+        self.loc = loc
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.loc, "message": self.message}
+
+    def __repr__(self) -> str:
+        return f"FieldError({self.loc!r}, {self.message!r})"
+
+
+class ValidationError(NotifierError):
+    """Input is invalid; ``errors`` lists each field path and what is wrong."""
+
+    def __init__(self, errors: Sequence[FieldError], message: str | None = None) -> None:
+        self.errors = list(errors)
+        if message is None:
+            message = "; ".join(f"{e.loc}: {e.message}" for e in self.errors)
+        super().__init__(message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": "validation_error", "detail": [e.as_dict() for e in self.errors]}
+
+
+class UnknownEvent(ValidationError):
+    def __init__(self, name: str, known: Sequence[str], loc: str = "event") -> None:
+        self.name = name
+        self.known = list(known)
+        super().__init__(
+            [FieldError(loc, f"unknown event {name!r}; known events: {', '.join(known)}")]
+        )
+
+
+class UnknownBrand(ValidationError):
+    def __init__(self, brand_id: str, known: Sequence[str], loc: str = "brand") -> None:
+        self.brand_id = brand_id
+        super().__init__(
+            [FieldError(loc, f"unknown brand {brand_id!r}; known brands: {', '.join(known)}")]
+        )
+
+
+class UnsupportedLanguage(ValidationError):
+    def __init__(self, lang: str, supported: Sequence[str], loc: str = "language") -> None:
+        super().__init__(
+            [FieldError(loc, f"unsupported language {lang!r}; supported: {', '.join(supported)}")]
+        )
+
+
+class RenderError(NotifierError):
+    """A template could not be rendered."""
+
+
+class TemplateNotFound(RenderError):
+    pass
+
+
+class PlatformLeak(RenderError):
+    """Reseller-branded mail would show the platform's name or host."""
+
+
+class HeaderInjection(NotifierError):
+    """A header-bound value carried CR, LF, NUL or a Unicode line separator."""
+
+
+class KeyStoreError(NotifierError):
+    pass
+
+
+class SigningError(NotifierError):
+    pass
+
+
+class DNSCheckError(NotifierError):
+    pass
+
+
+class StorageError(NotifierError):
+    """The outbox could not be read or written; nothing was half-written."""
+
+
+class Conflict(StorageError):
+    pass
+
+
+class DeliveryError(NotifierError):
+    """An SMTP attempt failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        enhanced: str | None = None,
+        host: str | None = None,
+    ) -> None:
+        self.code = code
+        self.enhanced = enhanced
+        self.host = host
+        super().__init__(message)
+
+
+class TransientDeliveryError(DeliveryError):
+    pass
+
+
+class PermanentDeliveryError(DeliveryError):
+    pass

@@ -1,0 +1,200 @@
+"""MIME: a rendered message → RFC 5322 bytes (CRLF), ready to sign and send.
+
+``multipart/alternative`` (text, then HTML), UTF-8 (text quoted-printable so it stays
+readable in the raw source, HTML base64), RFC 2047
+encoded Subject and display names. Built by hand rather than with ``email.message``:
+it is several times faster, and every header value passes one guard that refuses CR,
+LF and NUL, so no input can ever create a header (CVE-2024-6923).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from .brands import Brand
+from .errors import HeaderInjection
+from .fields import domain_to_ascii
+from .render import Rendered
+
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\- ]+$")
+_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+$")
+CRLF = "\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Unsigned message bytes plus what SMTP needs."""
+
+    message_id: str
+    mail_from: str  # envelope sender (Return-Path)
+    rcpt_to: str
+    data: bytes
+    sha256: str
+
+
+def guard(value: str, what: str) -> str:
+    if _UNSAFE.search(value):
+        raise HeaderInjection(f"{what}: line break or control character in a header value")
+    return value
+
+
+def encode_words(text: str) -> str:
+    """RFC 2047 ``B`` encoded-words, split on character boundaries, folded with CRLF SP."""
+    raw = text.encode("utf-8")
+    limit = 45  # raw bytes per word → 60 base64 chars + 12 of wrapping ≤ 75
+    words: list[str] = []
+    start = 0
+    while start < len(raw):
+        end = min(start + limit, len(raw))
+        while end < len(raw) and (raw[end] & 0xC0) == 0x80:  # not inside a character
+            end -= 1
+        words.append("=?utf-8?b?" + base64.b64encode(raw[start:end]).decode("ascii") + "?=")
+        start = end
+    return (CRLF + " ").join(words)
+
+
+def header_text(value: str, what: str) -> str:
+    """An unstructured header value (Subject): ASCII as is (folded), else encoded-words."""
+    guard(value, what)
+    if value.isascii() and "=?" not in value:
+        if len(value) <= 70:
+            return value
+        return fold_ascii(value)
+    return encode_words(value)
+
+
+def fold_ascii(value: str, width: int = 72) -> str:
+    lines: list[str] = []
+    line = ""
+    for word in value.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return (CRLF + " ").join(lines)
+
+
+def addr_spec(email: str) -> str:
+    guard(email, "address")
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not _LOCAL.match(local) or ".." in local:
+        raise HeaderInjection(f"invalid e-mail address {email!r}")
+    return f"{local}@{domain_to_ascii(domain)}"
+
+
+def address(name: str | None, email: str) -> str:
+    """``Display Name <local@domain>`` with the name quoted or encoded as needed."""
+    spec = addr_spec(email)
+    if not name:
+        return spec
+    guard(name, "display name")
+    name = " ".join(name.split())
+    if not name.isascii() or "=?" in name:
+        phrase = encode_words(name)
+    elif _ATOM.match(name):
+        phrase = name
+    else:
+        phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{phrase} <{spec}>"
+
+
+def _qp(text: str) -> bytes:
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    # b2a_qp keeps bare LF; SMTP wants CRLF. A leading dot is escaped so that no line is
+    # ever a lone "." (some MTAs mishandle it even with dot-stuffing).
+    if encoded.startswith(b"."):
+        encoded = b"=2E" + encoded[1:]
+    return encoded.replace(b"\n.", b"\n=2E").replace(b"\n", b"\r\n")
+
+
+def _b64(text: str) -> bytes:
+    """HTML goes base64: several times cheaper to encode than quoted-printable for the
+    long, mostly-markup lines of a mail layout, and immune to line-length limits."""
+    enc = base64.b64encode(text.encode("utf-8"))
+    return b"\r\n".join([enc[i : i + 76] for i in range(0, len(enc), 76)] + [b""])
+
+
+def new_message_id(brand: Brand) -> str:
+    return f"<{uuid.uuid4().hex}@{brand.mail_domain}>"
+
+
+def build(
+    rendered: Rendered,
+    brand: Brand,
+    *,
+    message_id: str,
+    date: datetime | None = None,
+    from_domain: str | None = None,
+) -> Outgoing:
+    """Assemble the message. ``from_domain`` replaces the From domain when the mail goes
+    out through the platform's domain (a reseller whose DNS is not verified yet)."""
+    guard(message_id, "message_id")
+    date = date or datetime.now(UTC)
+    from_addr = brand.from_address
+    if from_domain:
+        from_addr = f"{from_addr.rpartition('@')[0]}@{from_domain}"
+    headers = [
+        ("From", address(brand.display_name, from_addr)),
+        ("To", address(rendered.recipient.name, rendered.recipient.email)),
+    ]
+    if brand.reply_to:
+        headers.append(("Reply-To", address(brand.display_name, brand.reply_to)))
+    headers += [
+        ("Subject", header_text(rendered.subject, "subject")),
+        ("Date", format_datetime(date.astimezone(brand.tz))),
+        ("Message-ID", message_id),
+        ("MIME-Version", "1.0"),
+    ]
+    boundary = "=_" + hashlib.blake2b(message_id.encode(), digest_size=12).hexdigest()
+    headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+    headers.append(("Content-Language", rendered.language))
+    headers.append(("Auto-Submitted", "auto-generated"))
+    if not rendered.mandatory and rendered.unsubscribe_url:
+        headers.append(("List-Unsubscribe", f"<{guard(rendered.unsubscribe_url, 'unsubscribe')}>"))
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    head = CRLF.join(f"{k}: {v}" for k, v in headers).encode("ascii")
+    b = boundary.encode("ascii")
+    text_head = (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    html_head = (
+        b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    )
+    data = b"".join(
+        (
+            head,
+            b"\r\n\r\nThis is a multi-part message in MIME format.\r\n\r\n--",
+            b,
+            b"\r\n",
+            text_head,
+            _qp(rendered.text),
+            b"\r\n--",
+            b,
+            b"\r\n",
+            html_head,
+            _b64(rendered.html),
+            b"\r\n--",
+            b,
+            b"--\r\n",
+        )
+    )
+    rcpt = addr_spec(rendered.recipient.email)
+    return Outgoing(
+        message_id=message_id,
+        mail_from=f"bounces@{brand.envelope_domain}",
+        rcpt_to=rcpt,
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

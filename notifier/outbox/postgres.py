@@ -1,0 +1,220 @@
+"""The shared outbox: PostgreSQL (``NOTIFIER_DATABASE_URL=postgresql://…``) via psycopg 3.
+
+Several worker processes, on several machines, claim from one table with
+``FOR UPDATE SKIP LOCKED``: each claim locks only rows nobody else has locked, so two
+workers never get the same message and neither waits for the other. Transactions run
+at READ COMMITTED; a concurrent duplicate insert waits on the unique index and then
+finds the committed row, so an idempotency key yields one message under any race.
+Lock waits are bounded (``lock_timeout``) so intake answers 503 instead of hanging.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from ..errors import StorageError
+from .base import _CLAIM_COLUMNS, _DUE_LIST, _SUPPRESSED, Cursor, Outbox
+
+log = logging.getLogger("notifier.outbox")
+
+try:  # the driver is an optional dependency (pip install notifier[postgres])
+    import psycopg
+except ImportError:  # pragma: no cover - exercised only without the extra
+    psycopg = None  # type: ignore[assignment]
+
+SCHEMA = [
+    # Serialise concurrent schema creation by several processes starting at once.
+    "SELECT pg_advisory_xact_lock(7270701)",
+    """CREATE TABLE IF NOT EXISTS outbox_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_messages (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        brand TEXT NOT NULL,
+        sender_brand TEXT NOT NULL,
+        sign_brand TEXT NOT NULL,
+        event TEXT NOT NULL,
+        mandatory BOOLEAN NOT NULL,
+        domain TEXT,
+        recipient TEXT NOT NULL,
+        language TEXT NOT NULL,
+        idempotency_key TEXT,
+        request_hash TEXT NOT NULL,
+        dedupe_key TEXT,
+        message_id TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpt_to TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        data_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        next_attempt_at DOUBLE PRECISION,
+        deadline DOUBLE PRECISION NOT NULL,
+        sent_at DOUBLE PRECISION,
+        lease_token TEXT,
+        lease_expires_at DOUBLE PRECISION,
+        dkim_domain TEXT,
+        dkim_selector TEXT,
+        signed_head BYTEA,
+        signed_full BYTEA,
+        sent_sha256 TEXT,
+        possible_duplicate BOOLEAN NOT NULL DEFAULT FALSE
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_attempts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message BIGINT NOT NULL REFERENCES outbox_messages(id) ON DELETE CASCADE,
+        at DOUBLE PRECISION NOT NULL,
+        worker TEXT,
+        outcome TEXT NOT NULL,
+        host TEXT,
+        code INTEGER,
+        enhanced TEXT,
+        text TEXT,
+        possible_duplicate BOOLEAN NOT NULL DEFAULT FALSE,
+        sha256 TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_suppressions (
+        brand TEXT NOT NULL,
+        email TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        code INTEGER,
+        enhanced TEXT,
+        message BIGINT,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (brand, email)
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_idempotency "
+    "ON outbox_messages (brand, idempotency_key)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_dedupe ON outbox_messages (dedupe_key)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_message_id ON outbox_messages (message_id)",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
+    f"WHERE status IN ({_DUE_LIST})",
+    "CREATE INDEX IF NOT EXISTS outbox_leases ON outbox_messages (lease_expires_at) "
+    "WHERE status = 'sending'",
+    "CREATE INDEX IF NOT EXISTS outbox_lease_token ON outbox_messages (lease_token) "
+    "WHERE lease_token IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS outbox_pending_domain ON outbox_messages (brand, domain) "
+    "WHERE status IN ('queued', 'deferred', 'held')",
+    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox_messages (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
+    "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
+    "ON CONFLICT (key) DO NOTHING",
+]
+
+_PLACEHOLDER = re.compile(r"\?")
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def redact(url: str) -> str:
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+class PostgresOutbox(Outbox):
+    kind = "postgres"
+
+    def __init__(
+        self, url: str, *args: Any, lock_timeout: float = 10.0, application_name: str = "notifier",
+        **kwargs: Any,
+    ) -> None:
+        if psycopg is None:
+            raise StorageError(
+                "PostgreSQL needs the psycopg driver: pip install 'notifier[postgres]'"
+            )
+        super().__init__(*args, **kwargs)
+        self.url = url
+        self.lock_timeout = lock_timeout
+        self.application_name = application_name
+
+    def __repr__(self) -> str:
+        return f"PostgresOutbox({redact(self.url)!r})"
+
+    def _connect(self) -> Any:
+        assert psycopg is not None
+        from psycopg.conninfo import conninfo_to_dict
+
+        params: dict[str, Any] = dict(conninfo_to_dict(self.url))
+        # Keep any options of the URL (e.g. ?options=-csearch_path%3Dnotifier).
+        options = str(params.get("options") or "")
+        params["options"] = f"{options} -c lock_timeout={int(self.lock_timeout * 1000)}".strip()
+        params.setdefault("connect_timeout", 10)
+        params.setdefault("application_name", self.application_name)
+        return psycopg.connect(autocommit=False, **params)
+
+    def _sql(self, sql: str) -> str:
+        cached = self._sql_cache.get(sql)
+        if cached is None:
+            cached = self._sql_cache[sql] = _PLACEHOLDER.sub("%s", sql)
+        return cached
+
+    def _begin(self, conn: Any, write: bool) -> None:
+        pass  # psycopg opens a transaction with the first statement
+
+    def _commit(self, conn: Any) -> None:
+        conn.commit()
+
+    def _rollback(self, conn: Any) -> None:
+        if not conn.closed:
+            conn.rollback()
+
+    def _broken(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        return psycopg is not None and isinstance(exc, psycopg.Error)
+
+    def _translate(self, exc: Exception) -> StorageError:
+        assert psycopg is not None
+        name = type(exc).__name__
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        text = redact(text)
+        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            return StorageError("the outbox database is busy (lock wait timed out); try again")
+        if isinstance(exc, psycopg.OperationalError):
+            return StorageError(f"the outbox database is unavailable: {text}")
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return StorageError("the outbox database is out of disk space")
+        if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+            return StorageError(f"outbox transaction conflict ({name}); try again")
+        return StorageError(f"outbox database error ({name}): {text}")
+
+    def _schema(self) -> list[str]:
+        return SCHEMA
+
+    def _many_returning(
+        self, raw: Any, sql: str, seq: Any
+    ) -> list[list[tuple[Any, ...]]]:
+        if not seq:
+            return []
+        # One pipelined round trip for the whole batch instead of one per row.
+        raw.executemany(sql, [tuple(p) for p in seq], returning=True)
+        out: list[list[tuple[Any, ...]]] = []
+        while True:
+            out.append(list(raw.fetchall()))
+            if not raw.nextset():
+                break
+        return out
+
+    def _claim_rows(
+        self, cur: Cursor, worker: str, limit: int, now: float, lease_until: float,
+        expired: bool,
+    ) -> list[tuple[Any, ...]]:
+        if expired:
+            where, order = "status = 'sending' AND lease_expires_at <= ?", "lease_expires_at"
+        else:
+            where = f"status IN ({_DUE_LIST}) AND next_attempt_at <= ?"
+            order = "next_attempt_at, id"
+        columns = ", ".join(f"outbox_messages.{c.strip()}" for c in _CLAIM_COLUMNS.split(","))
+        return cur.execute(
+            "WITH picked AS (SELECT id AS picked_id FROM outbox_messages "
+            f"WHERE {where} ORDER BY {order} LIMIT ? FOR UPDATE SKIP LOCKED) "
+            "UPDATE outbox_messages SET status = 'sending', lease_token = ?, "
+            "lease_expires_at = ?, updated_at = ? FROM picked "
+            f"WHERE outbox_messages.id = picked.picked_id RETURNING {columns}, {_SUPPRESSED}",
+            [now, limit, worker, lease_until, now],
+        ).fetchall()

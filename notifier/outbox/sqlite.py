@@ -1,0 +1,193 @@
+"""The embedded outbox: one SQLite file (``var/notifier.db``) in WAL mode.
+
+``synchronous=FULL``: a commit is on disk before ``accept`` returns (NORMAL can lose
+the last commits on power loss). Every write transaction is ``BEGIN IMMEDIATE``, so
+writers — the API and any number of worker processes — queue on the database lock
+(up to ``busy_timeout``) instead of failing half-way; a claim therefore cannot hand
+the same message to two workers. A lock that is not released in time, a full disk or
+an unreadable file surface as :class:`StorageError` (HTTP 503) and nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..errors import StorageError
+from .base import _CLAIM_COLUMNS, _DUE_LIST, _SUPPRESSED, Cursor, Outbox
+
+log = logging.getLogger("notifier.outbox")
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS outbox_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        brand TEXT NOT NULL,
+        sender_brand TEXT NOT NULL,
+        sign_brand TEXT NOT NULL,
+        event TEXT NOT NULL,
+        mandatory INTEGER NOT NULL,
+        domain TEXT,
+        recipient TEXT NOT NULL,
+        language TEXT NOT NULL,
+        idempotency_key TEXT,
+        request_hash TEXT NOT NULL,
+        dedupe_key TEXT,
+        message_id TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpt_to TEXT NOT NULL,
+        data BLOB NOT NULL,
+        data_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        next_attempt_at REAL,
+        deadline REAL NOT NULL,
+        sent_at REAL,
+        lease_token TEXT,
+        lease_expires_at REAL,
+        dkim_domain TEXT,
+        dkim_selector TEXT,
+        signed_head BLOB,
+        signed_full BLOB,
+        sent_sha256 TEXT,
+        possible_duplicate INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message INTEGER NOT NULL REFERENCES outbox_messages(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        worker TEXT,
+        outcome TEXT NOT NULL,
+        host TEXT,
+        code INTEGER,
+        enhanced TEXT,
+        text TEXT,
+        possible_duplicate INTEGER NOT NULL DEFAULT 0,
+        sha256 TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_suppressions (
+        brand TEXT NOT NULL,
+        email TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        code INTEGER,
+        enhanced TEXT,
+        message INTEGER,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (brand, email)
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_idempotency "
+    "ON outbox_messages (brand, idempotency_key)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_dedupe ON outbox_messages (dedupe_key)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_message_id ON outbox_messages (message_id)",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
+    f"WHERE status IN ({_DUE_LIST})",
+    "CREATE INDEX IF NOT EXISTS outbox_leases ON outbox_messages (lease_expires_at) "
+    "WHERE status = 'sending'",
+    "CREATE INDEX IF NOT EXISTS outbox_lease_token ON outbox_messages (lease_token) "
+    "WHERE lease_token IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS outbox_pending_domain ON outbox_messages (brand, domain) "
+    "WHERE status IN ('queued', 'deferred', 'held')",
+    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox_messages (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
+    "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
+    "ON CONFLICT (key) DO NOTHING",
+]
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///var/notifier.db`` (relative) or ``sqlite:////abs/notifier.db``."""
+    if not url.startswith("sqlite:///"):
+        raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///path/to/notifier.db)")
+    return Path(url[len("sqlite:///"):])
+
+
+class SQLiteOutbox(Outbox):
+    kind = "sqlite"
+
+    def __init__(self, path: Path | str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"SQLiteOutbox({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        if str(self.path) != ":memory:":
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create {self.path.parent}: {exc.strerror}") from exc
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.config.busy_timeout,
+            isolation_level=None,  # we issue BEGIN / COMMIT ourselves
+            check_same_thread=False,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal" and str(self.path) != ":memory:":
+                log.warning("SQLite %s: journal_mode is %s, not WAL", self.path, mode)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _begin(self, conn: Any, write: bool) -> None:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+
+    def _commit(self, conn: Any) -> None:
+        conn.execute("COMMIT")
+
+    def _rollback(self, conn: Any) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
+    def _translate(self, exc: Exception) -> StorageError:
+        text = str(exc)
+        lowered = text.lower()
+        if "locked" in lowered or "busy" in lowered:
+            return StorageError(
+                f"the outbox database {self.path} is locked by another process; try again"
+            )
+        if "full" in lowered:
+            return StorageError(f"the outbox database {self.path} is full (disk or size limit)")
+        if "readonly" in lowered or "read-only" in lowered:
+            return StorageError(f"the outbox database {self.path} is read-only")
+        if "unable to open" in lowered:
+            return StorageError(f"cannot open the outbox database {self.path}")
+        return StorageError(f"outbox database error ({type(exc).__name__}): {text}")
+
+    def _schema(self) -> list[str]:
+        return SCHEMA
+
+    def _claim_rows(
+        self, cur: Cursor, worker: str, limit: int, now: float, lease_until: float,
+        expired: bool,
+    ) -> list[tuple[Any, ...]]:
+        if expired:
+            where, order = "status = 'sending' AND lease_expires_at <= ?", "lease_expires_at"
+        else:
+            where = f"status IN ({_DUE_LIST}) AND next_attempt_at <= ?"
+            order = "next_attempt_at, id"
+        # BEGIN IMMEDIATE holds the write lock: no other claim runs in between.
+        return cur.execute(
+            "UPDATE outbox_messages SET status = 'sending', lease_token = ?, "
+            "lease_expires_at = ?, updated_at = ? "
+            f"WHERE id IN (SELECT id FROM outbox_messages WHERE {where} ORDER BY {order} "
+            f"LIMIT ?) RETURNING {_CLAIM_COLUMNS}, {_SUPPRESSED}",
+            [worker, lease_until, now, now, limit],
+        ).fetchall()

@@ -1,0 +1,137 @@
+"""The one send sequence: raw event → validated event → rendered → links rewritten → MIME.
+
+API, CLI and preview all call :class:`Pipeline`, so a preview shows exactly what would
+be sent. Each stage takes a frozen value and returns the next; nothing here does I/O
+except loading brands and templates once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import events as catalog
+from . import mime, unsubscribe
+from .brands import Brand, BrandRegistry
+from .errors import FieldError, UnknownEvent, ValidationError
+from .fields import Email, SafeStr
+from .links import Rewriter
+from .mime import Outgoing
+from .render import Event, Recipient, Rendered, Renderer
+from .settings import Settings
+
+
+class RecipientIn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    email: Email
+    name: Annotated[SafeStr, Field(max_length=200)] | None = None
+    language: Annotated[str, Field(pattern=r"^[A-Za-z]{2}([-_][A-Za-z0-9]{2,8})?$")] | None = None
+
+
+class EventIn(BaseModel):
+    """The intake shape (HTTP body, CLI ``--data`` wrapper)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    event: str
+    brand: Annotated[str, Field(max_length=40)]
+    recipient: RecipientIn
+    data: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: Annotated[SafeStr, Field(min_length=1, max_length=255)] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    event: Event
+    brand: Brand  # the brand the mail goes out in
+    rendered: Rendered
+    outgoing: Outgoing
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, brands: BrandRegistry | None = None) -> None:
+        self.settings = settings
+        self.brands = brands or BrandRegistry(settings.brands_dir, settings.platform_brand)
+        self.renderer = Renderer(settings.templates_dir, self.brands)
+        self._rewriters: dict[str, Rewriter | None] = {}
+        self._secret: bytes | None = None
+
+    # --- stage 1: validate --------------------------------------------------------
+
+    def validate(self, raw: Any, prefix: str = "") -> Event:
+        """Raw intake object → :class:`Event`; errors name the field path."""
+        if not isinstance(raw, Mapping):
+            raise ValidationError([FieldError(prefix or "body", "must be an object")])
+        p = f"{prefix}." if prefix else ""
+        try:
+            envelope = EventIn.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise catalog.translate_errors(exc, prefix) from exc
+        spec = catalog.get(envelope.event) if envelope.event in catalog.CATALOG else None
+        if spec is None:
+            raise UnknownEvent(envelope.event, sorted(catalog.CATALOG), f"{p}event")
+        self.brands.get(envelope.brand, f"{p}brand")
+        data = catalog.validate_data(envelope.event, envelope.data, f"{p}data")
+        r = envelope.recipient
+        return Event(
+            name=envelope.event,
+            spec=spec,
+            brand_id=envelope.brand,
+            recipient=Recipient(email=r.email, name=r.name, language=r.language),
+            data=data,
+            idempotency_key=envelope.idempotency_key,
+        )
+
+    # --- stages 2-4: render, rewrite, MIME ---------------------------------------
+
+    def rewriter(self, brand: Brand) -> Rewriter | None:
+        if brand.id not in self._rewriters:
+            self._rewriters[brand.id] = (
+                None if brand.platform else Rewriter(self.settings.platform_hosts, brand.link_host)
+            )
+        return self._rewriters[brand.id]
+
+    def unsubscribe_url(self, event: Event, brand: Brand) -> str | None:
+        if event.spec.mandatory:
+            return None
+        if self._secret is None:
+            self._secret = self.settings.secret()
+        token = unsubscribe.make_token(
+            self._secret, unsubscribe.Subscription(brand.id, event.recipient.email, event.name)
+        )
+        return unsubscribe.url(brand.link_host, token)
+
+    def render(self, event: Event) -> tuple[Brand, Rendered]:
+        account = self.brands.get(event.brand_id)
+        brand = self.renderer.sending_brand(event.spec, event.data, account)
+        rendered = self.renderer.render(event, unsubscribe_url=self.unsubscribe_url(event, brand))
+        rewriter = self.rewriter(brand)
+        return brand, (rewriter.rewrite(rendered) if rewriter else rendered)
+
+    def compose(
+        self,
+        event: Event,
+        *,
+        message_id: str | None = None,
+        date: datetime | None = None,
+        from_domain: str | None = None,
+    ) -> Composed:
+        brand, rendered = self.render(event)
+        outgoing = mime.build(
+            rendered,
+            brand,
+            message_id=message_id or mime.new_message_id(brand),
+            date=date,
+            from_domain=from_domain,
+        )
+        return Composed(event=event, brand=brand, rendered=rendered, outgoing=outgoing)
+
+    def sample(self, name: str, brand_id: str, language: str | None = None) -> Event:
+        from .render import sample_event
+
+        self.brands.get(brand_id)
+        return sample_event(name, brand_id, language)

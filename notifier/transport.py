@@ -1,0 +1,47 @@
+"""The narrow delivery interface between the worker and the wire.
+
+A :class:`Transport` takes one :class:`Envelope` and returns one :class:`AttemptResult`
+— it never raises for an SMTP-level outcome, so the worker records every attempt the
+same way. Implementations: relay (pooled SMTP connections), direct (MX lookup), and
+capture (the embedded default: an .eml per message under ``var/mail/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+Outcome = Literal["sent", "transient", "permanent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    message_id: str
+    mail_from: str
+    rcpt_to: str
+    data: bytes  # signed RFC 5322 bytes, CRLF line ends
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    outcome: Outcome
+    host: str | None = None
+    code: int | None = None
+    enhanced: str | None = None  # e.g. "5.1.1"
+    text: str = ""
+    #: the server asked us to wait this long (seconds) before trying again
+    retry_after: float | None = None
+    #: the connection died after the final dot: the message may have been delivered
+    possible_duplicate: bool = False
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def no_such_user(self) -> bool:
+        return self.outcome == "permanent" and (self.enhanced or "").startswith("5.1.")
+
+
+class Transport(Protocol):
+    async def send(self, envelope: Envelope) -> AttemptResult: ...
+
+    async def close(self) -> None: ...

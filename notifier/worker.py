@@ -1,0 +1,585 @@
+"""The delivery worker: claim due messages, sign them, send them, record what happened.
+
+One worker process runs one asyncio loop:
+
+* the **claimer** leases batches of due messages (``Outbox.claim``) whenever fewer than
+  one batch is waiting, and sleeps ``poll_interval`` when nothing is due;
+* ``concurrency`` **senders** take messages one at a time and walk each through the
+  steps of :class:`Job` — guard clauses in the manner of Postal's outgoing message
+  processor: each step either decides the outcome and stops, or hands on to the next;
+* the **recorder** writes finished outcomes in small batches (one transaction per
+  ``flush_size`` or ``flush_interval``);
+* the **heartbeat** extends this worker's leases every ``lease / 3``, so a lease only
+  expires when the worker is gone (``kill -9``, a lost machine); then any worker
+  reclaims the message and sends it again with the same Message-ID.
+
+SIGTERM (or SIGINT) stops claiming, lets the sends in flight finish and be recorded,
+and releases the messages claimed but not started, so another worker takes them at
+once. Several workers share one queue; with PostgreSQL across machines.
+
+``python -m notifier.worker`` runs one (``notifier worker`` is the same command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import NotifierError, StorageError
+from .outbox.base import (
+    Claim,
+    Decision,
+    Delivery,
+    Outbox,
+    Status,
+    decide,
+    dkim_identity,
+    expired,
+)
+from .transport import AttemptResult, Envelope, Transport
+
+if TYPE_CHECKING:
+    from .brands import Brand, BrandRegistry
+    from .dkim import Signer
+    from .settings import Settings
+
+log = logging.getLogger("notifier.worker")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How one worker process paces itself."""
+
+    #: messages leased per claim
+    batch_size: int = 100
+    #: messages in flight at once (the relay pool's size bounds connections)
+    concurrency: int = 16
+    #: sleep between claims when nothing is due
+    poll_interval: float = 1.0
+    #: extend leases this often; default a third of the lease
+    heartbeat_interval: float | None = None
+    #: write outcomes at least this often, or when this many are waiting
+    flush_interval: float = 0.1
+    flush_size: int = 100
+    #: look for held messages of brands whose DNS is now verified; purge old evidence
+    housekeeping_interval: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.concurrency < 1 or self.flush_size < 1:
+            raise NotifierError("worker: batch_size, concurrency and flush_size must be >= 1")
+        if self.poll_interval <= 0 or self.flush_interval <= 0:
+            raise NotifierError("worker: poll_interval and flush_interval must be positive")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerConfig:
+        """``NOTIFIER_WORKER_BATCH``, ``NOTIFIER_WORKER_CONCURRENCY``,
+        ``NOTIFIER_WORKER_POLL`` (seconds); keyword arguments that are not None win."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for key, name, kind in (
+            ("NOTIFIER_WORKER_BATCH", "batch_size", int),
+            ("NOTIFIER_WORKER_CONCURRENCY", "concurrency", int),
+            ("NOTIFIER_WORKER_POLL", "poll_interval", float),
+        ):
+            if key in env:
+                try:
+                    values[name] = kind(env[key])
+                except ValueError as exc:
+                    raise NotifierError(f"{key}: must be a number") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    released: int = 0
+    lost_leases: int = 0
+    possible_duplicates: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def count(self, status: Status) -> None:
+        name = str(status)
+        if hasattr(self, name):
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claimed": self.claimed,
+            "sent": self.sent,
+            "deferred": self.deferred,
+            "failed": self.failed,
+            "suppressed": self.suppressed,
+            "released": self.released,
+            "lost_leases": self.lost_leases,
+            "possible_duplicates": self.possible_duplicates,
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+def worker_name() -> str:
+    """The lease token: host, pid and a random part (unique per worker run)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class Job:
+    """One claimed message through the send steps.
+
+    Each step is a guard clause: it returns a :class:`Delivery` when the message's fate
+    is decided (and the remaining steps are skipped), or ``None`` to go on.
+    """
+
+    def __init__(self, worker: Worker, claim: Claim) -> None:
+        self.worker = worker
+        self.claim = claim
+        self.now = worker.clock()
+        self.brand: Brand | None = None
+        self.signed: bytes = b""
+        self.head: bytes | None = None
+        self.full: bytes | None = None
+        self.sha256: str | None = None
+        self.dkim: tuple[str | None, str | None] = (None, None)
+
+    async def run(self) -> Delivery:
+        steps: Sequence[Callable[[], Awaitable[Delivery | None]]] = (
+            self.check_lifetime,
+            self.check_suppression,
+            self.find_signer,
+            self.sign,
+            self.deliver,
+        )
+        try:
+            for step in steps:
+                delivery = await step()
+                if delivery is not None:
+                    return delivery
+            raise AssertionError("the deliver step always decides")
+        except Exception as exc:  # the catch-all: one bad message never stops the queue
+            log.exception("message %s: unexpected error", self.claim.id)
+            return self.attempted(
+                AttemptResult("transient", text=f"internal error: {type(exc).__name__}: {exc}")
+            )
+
+    # --- outcomes ------------------------------------------------------------------
+
+    def finish(self, decision: Decision, attempt: AttemptResult | None = None) -> Delivery:
+        c = self.claim
+        return Delivery(
+            id=c.id,
+            status=decision.status,
+            reason=decision.reason,
+            next_attempt_at=decision.next_attempt_at,
+            attempt=attempt,
+            signed_head=self.head,
+            signed_full=self.full,
+            sent_sha256=self.sha256,
+            dkim_domain=self.dkim[0],
+            dkim_selector=self.dkim[1],
+            suppress=decision.suppress,
+            rcpt_to=c.rcpt_to,
+            brand=c.brand,
+        )
+
+    def attempted(self, result: AttemptResult) -> Delivery:
+        """Classify an attempt (or a failure to attempt) with the retry schedule."""
+        w = self.worker
+        decision = decide(w.outbox.config, self.claim, result, w.clock(), w.rng)
+        return self.finish(decision, result)
+
+    # --- the steps ---------------------------------------------------------------------
+
+    async def check_lifetime(self) -> Delivery | None:
+        """Stale: more than ``expiry_grace`` past its deadline (the final attempt is
+        scheduled at the deadline, so this is a message a worker reaches too late, e.g.
+        after an outage): failed with 4.4.7 and not sent. A message that fails a
+        transient attempt at or after its deadline fails the same way (see ``decide``)."""
+        grace = self.worker.outbox.config.expiry_grace
+        if self.now > self.claim.deadline + grace:
+            return self.finish(expired(self.claim, self.now))
+        return None
+
+    async def check_suppression(self) -> Delivery | None:
+        """Optional mail to an address that bounced as unknown is not sent; mandatory
+        notices are (a registrar must attempt them)."""
+        if self.claim.suppressed and not self.claim.mandatory:
+            return self.finish(
+                Decision(Status.SUPPRESSED, "recipient is on the brand's suppression list")
+            )
+        return None
+
+    async def find_signer(self) -> Delivery | None:
+        try:
+            self.brand = self.worker.brands.get(self.claim.sign_brand)
+        except NotifierError as exc:
+            return self.attempted(AttemptResult("transient", text=f"cannot sign: {exc}"))
+        return None
+
+    async def sign(self) -> Delivery | None:
+        """DKIM-sign now with the brand's active key. A missing key is a configuration
+        problem: the message waits (deferred, reason recorded) until it is fixed or the
+        message's lifetime ends; the rest of the queue flows."""
+        assert self.brand is not None
+        data = self.claim.data
+        try:
+            signed = self.worker.signer.sign(data, self.brand)
+        except NotifierError as exc:
+            log.error("message %s: signing failed: %s", self.claim.id, exc)
+            return self.attempted(AttemptResult("transient", text=f"signing failed: {exc}"))
+        self.signed = signed
+        if signed.endswith(data):
+            self.head = signed[: len(signed) - len(data)]
+        else:  # the signer normalised the body: keep the whole message
+            self.full = signed
+            self.head = None
+        self.sha256 = hashlib.sha256(signed).hexdigest()
+        self.dkim = dkim_identity(self.head if self.head is not None else signed)
+        return None
+
+    async def deliver(self) -> Delivery:
+        c = self.claim
+        envelope = Envelope(c.message_id, c.mail_from, c.rcpt_to, self.signed)
+        try:
+            result = await self.worker.transport.send(envelope)
+        except Exception as exc:  # a transport must not raise; if it does, retry later
+            log.exception("message %s: transport raised", c.id)
+            result = AttemptResult("transient", text=f"transport error: {type(exc).__name__}")
+        if result.possible_duplicate:
+            log.warning(
+                "message %s %s: possible duplicate (connection lost after the final dot); "
+                "a retry carries the same Message-ID", c.id, c.message_id,
+            )
+        return self.attempted(result)
+
+
+class Worker:
+    """Delivers due messages from ``outbox`` through ``transport``."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        transport: Transport,
+        signer: Signer,
+        *,
+        config: WorkerConfig | None = None,
+        brands: BrandRegistry | None = None,
+        name: str | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.transport = transport
+        self.signer = signer
+        self.config = config or WorkerConfig()
+        self.brands = brands or outbox.pipeline.brands
+        self.name = name or worker_name()
+        self.clock = clock or outbox.clock
+        self.rng = rng or random.Random()
+        self.stats = WorkerStats()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"outbox-{self.name}")
+        self._stopping: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._flush_now: asyncio.Event | None = None
+        self._todo: asyncio.Queue[Claim | None] = asyncio.Queue()
+        self._done: list[Delivery] = []
+        self._in_hand: set[int] = set()
+        self._unstarted: list[int] = []
+        self._active = 0
+        self._last_housekeeping = -1e18
+
+    def __repr__(self) -> str:
+        return f"Worker({self.name!r}, {self.outbox!r}, {self.transport!r})"
+
+    # --- control ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming, finish what is in flight, release the rest (SIGTERM)."""
+        if self._stopping is not None and not self._stopping.is_set():
+            log.info("worker %s: stopping; finishing %d send(s) in flight", self.name,
+                     self._active)
+            self._stopping.set()
+            assert self._wake is not None
+            self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping is not None and self._stopping.is_set()
+
+    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, partial(fn, *args))
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def run(self, *, until_idle: bool = False) -> WorkerStats:
+        """Work until :meth:`stop` (or, with ``until_idle``, until nothing is due)."""
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._todo = asyncio.Queue()
+        log.info("worker %s started (%s, batch %d, concurrency %d)", self.name,
+                 self.outbox.kind, self.config.batch_size, self.config.concurrency)
+        senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
+        recorder = asyncio.create_task(self._recorder())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._housekeeping()
+            await self._claimer(until_idle)
+        finally:
+            self._stopping.set()
+            for _ in senders:
+                self._todo.put_nowait(None)
+            await asyncio.gather(*senders, return_exceptions=True)
+            self._flush_now.set()
+            await asyncio.gather(recorder, return_exceptions=True)
+            await self._final_flush()
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._release_unstarted()
+            self._db.shutdown(wait=True)
+            log.info("worker %s stopped: %s", self.name, self.stats.as_dict())
+        return self.stats
+
+    async def _claimer(self, until_idle: bool) -> None:
+        assert self._stopping is not None and self._wake is not None
+        cfg = self.config
+        while not self._stopping.is_set():
+            await self._maybe_housekeeping()
+            if self._todo.qsize() < cfg.batch_size:
+                try:
+                    claims = await self._db_call(self.outbox.claim, self.name, cfg.batch_size)
+                except StorageError as exc:
+                    log.error("worker %s: claim failed: %s", self.name, exc)
+                    claims = []
+                    await self._sleep(cfg.poll_interval)
+                    continue
+                for c in claims:
+                    self._in_hand.add(c.id)
+                    self._todo.put_nowait(c)
+                self.stats.claimed += len(claims)
+                if claims:
+                    continue
+                if until_idle and self._todo.empty() and self._active == 0:
+                    return
+                await self._sleep(cfg.poll_interval)
+            else:
+                await self._sleep(cfg.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep until ``seconds`` pass, a sender frees room, or stop."""
+        assert self._wake is not None and self._stopping is not None
+        self._wake.clear()
+        if self._stopping.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _sender(self) -> None:
+        assert self._stopping is not None and self._wake is not None
+        assert self._flush_now is not None
+        while True:
+            claim = await self._todo.get()
+            if claim is None:
+                return
+            if self._stopping.is_set():
+                self._unstarted.append(claim.id)
+                continue
+            self._active += 1
+            try:
+                delivery = await Job(self, claim).run()
+            finally:
+                self._active -= 1
+            self._done.append(delivery)
+            if len(self._done) >= self.config.flush_size:
+                self._flush_now.set()
+            if self._todo.qsize() < self.config.batch_size:
+                self._wake.set()
+
+    async def _recorder(self) -> None:
+        assert self._stopping is not None and self._flush_now is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), self.config.flush_interval)
+            except TimeoutError:
+                pass
+            self._flush_now.clear()
+            ok = await self._flush()
+            if self._stopping.is_set() and self._active == 0 and self._todo.empty():
+                return
+            if not ok:
+                await asyncio.sleep(min(5.0, self.config.poll_interval))
+
+    async def _flush(self) -> bool:
+        if not self._done:
+            return True
+        batch, self._done = self._done, []
+        try:
+            lost = await self._db_call(self.outbox.complete, self.name, batch)
+        except StorageError as exc:
+            log.error("worker %s: recording %d outcome(s) failed, will retry: %s",
+                      self.name, len(batch), exc)
+            self._done = batch + self._done
+            return False
+        for d in batch:
+            self._in_hand.discard(d.id)
+            self.stats.count(d.status)
+            if d.attempt is not None and d.attempt.possible_duplicate:
+                self.stats.possible_duplicates += 1
+        self.stats.lost_leases += len(lost)
+        return True
+
+    async def _final_flush(self) -> None:
+        for attempt in range(5):
+            if await self._flush():
+                return
+            await asyncio.sleep(0.5 * (attempt + 1))
+        log.error(
+            "worker %s: %d outcome(s) could not be recorded; their leases expire and the "
+            "messages are sent again (same Message-ID)", self.name, len(self._done),
+        )
+
+    async def _release_unstarted(self) -> None:
+        ids = list(self._unstarted)
+        self._unstarted.clear()
+        while not self._todo.empty():
+            item = self._todo.get_nowait()
+            if item is not None:
+                ids.append(item.id)
+        if not ids:
+            return
+        try:
+            released = await self._db_call(self.outbox.release, self.name, ids)
+        except StorageError as exc:
+            log.error("worker %s: releasing %d message(s) failed (they return when the "
+                      "lease expires): %s", self.name, len(ids), exc)
+            return
+        self.stats.released += released
+        for i in ids:
+            self._in_hand.discard(i)
+        log.info("worker %s: released %d unstarted message(s)", self.name, released)
+
+    async def _heartbeat(self) -> None:
+        interval = self.config.heartbeat_interval or self.outbox.config.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._in_hand:
+                continue
+            try:
+                await self._db_call(self.outbox.heartbeat, self.name)
+            except StorageError as exc:
+                log.error("worker %s: heartbeat failed: %s", self.name, exc)
+
+    async def _maybe_housekeeping(self) -> None:
+        if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:
+            await self._housekeeping()
+
+    async def _housekeeping(self) -> None:
+        """Queue held mail of brands whose DNS is now verified; purge expired evidence."""
+        self._last_housekeeping = time.monotonic()
+        verified = [b.id for b in self.brands.all() if b.dns_verified or b.platform]
+        try:
+            released = await self._db_call(self.outbox.release_held, verified)
+            if released:
+                log.info("released %d held message(s) of verified brands", released)
+            purged = await self._db_call(self.outbox.purge)
+            if purged:
+                log.info("purged %d message(s) past the retention period", purged)
+        except StorageError as exc:
+            log.error("worker %s: housekeeping failed: %s", self.name, exc)
+
+
+# --- process entry ---------------------------------------------------------------------
+
+
+def make_signer(settings: Settings) -> Signer:
+    from .dkim import Signer
+    from .keys import KeyStore
+
+    return Signer(KeyStore(settings.keys_path))
+
+
+async def serve(
+    settings: Settings,
+    *,
+    config: WorkerConfig | None = None,
+    smtp_url: str | None = None,
+    until_idle: bool = False,
+    outbox: Outbox | None = None,
+    install_signals: bool = True,
+) -> WorkerStats:
+    """Run one worker with the settings' database, relay and keys until SIGTERM."""
+    from .delivery import transport_from_url
+    from .outbox import open_outbox
+
+    own_outbox = outbox is None
+    box = outbox or open_outbox(settings)
+    transport = transport_from_url(smtp_url or settings.smtp_url, settings.mail_dir)
+    worker = Worker(box, transport, make_signer(settings), config=config)
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+    try:
+        return await worker.run(until_idle=until_idle)
+    finally:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        await transport.close()
+        if own_outbox:
+            box.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m notifier.worker", description=__doc__
+                                     and __doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=None, help="messages per claim")
+    parser.add_argument("--concurrency", type=int, default=None, help="sends in flight")
+    parser.add_argument("--poll", type=float, default=None, help="idle poll interval (s)")
+    parser.add_argument("--smtp", default=None, help="relay URL (default NOTIFIER_SMTP_URL)")
+    parser.add_argument("--until-idle", action="store_true", help="exit when nothing is due")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    try:
+        settings = Settings.load()
+        config = WorkerConfig.from_env(
+            batch_size=args.batch, concurrency=args.concurrency, poll_interval=args.poll
+        )
+        asyncio.run(serve(settings, config=config, smtp_url=args.smtp,
+                          until_idle=args.until_idle))
+    except NotifierError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from notifier.brands import BrandRegistry, load_brand
+from notifier.errors import BrandError, UnknownBrand
+from notifier.settings import PROJECT_ROOT
+
+BRANDS = PROJECT_ROOT / "brands"
+
+
+def test_shipped_brands_load() -> None:
+    reg = BrandRegistry(BRANDS, "nordname")
+    ids = {b.id for b in reg.all()}
+    assert {"nordname", "acme", "kustwebb"} <= ids
+    assert reg.platform.platform
+    assert reg.get("acme").default_language == "fi"
+    assert reg.get("kustwebb").default_language == "sv"
+    assert reg.override_dir("kustwebb") is not None
+
+
+def test_language_chain() -> None:
+    reg = BrandRegistry(BRANDS, "nordname")
+    acme = reg.get("acme")
+    assert acme.choose_language("sv-FI") == "sv"
+    assert acme.choose_language("de") == "fi"  # not enabled → brand default
+    assert acme.choose_language(None) == "fi"
+    only_en = acme.model_copy(update={"languages": ["en", "sv"], "default_language": "sv"})
+    assert only_en.choose_language("fi") == "sv"
+
+
+def test_unknown_brand_lists_known() -> None:
+    reg = BrandRegistry(BRANDS, "nordname")
+    with pytest.raises(UnknownBrand) as info:
+        reg.get("nope")
+    assert "acme" in str(info.value)
+
+
+def _write(tmp: Path, text: str, name: str = "bad") -> Path:
+    path = tmp / f"{name}.toml"
+    path.write_text(text + (BRANDS / "acme.toml").read_text())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ('link_domain_typo = "x"\n', "link_domain_typo"),
+        ('platform = "maybe"\n', "platform"),
+    ],
+)
+def test_invalid_brand_file_names_file_and_field(tmp_path: Path, extra: str, field: str) -> None:
+    path = _write(tmp_path, extra)
+    with pytest.raises(BrandError) as info:
+        load_brand(path)
+    assert info.value.path == str(path)
+    assert info.value.field == field
+    assert str(path) in str(info.value)
+
+
+def test_bad_colour_and_timezone(tmp_path: Path) -> None:
+    text = (BRANDS / "acme.toml").read_text().replace('primary = "#c2410c"', 'primary = "orange"')
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(BrandError) as info:
+        load_brand(path)
+    assert info.value.field == "colors.primary"
+    text = (BRANDS / "acme.toml").read_text().replace("Europe/Helsinki", "Europe/Atlantis")
+    path.write_text(text)
+    with pytest.raises(BrandError) as info:
+        load_brand(path)
+    assert info.value.field == "timezone"
+
+
+def test_syntax_error_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text("name = \n")
+    with pytest.raises(BrandError) as info:
+        load_brand(path)
+    assert str(path) in str(info.value)
+
+
+def test_file_name_must_match_id(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text('id = "acme"\n' + (BRANDS / "acme.toml").read_text())
+    with pytest.raises(BrandError) as info:
+        load_brand(path)
+    assert info.value.field == "id"

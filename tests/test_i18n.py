@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from notifier.fields import Money
+from notifier.i18n import formatter
+
+NBSP = "\xa0"
+WHEN = datetime(2026, 12, 26, 22, 30, tzinfo=UTC)  # 00:30 next day in Helsinki
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [("fi", f"12,50{NBSP}€"), ("sv", f"12,50{NBSP}€"), ("en", "€12.50")],
+)
+def test_money(lang: str, expected: str) -> None:
+    assert formatter(lang, "Europe/Helsinki").money(Money(amount=Decimal("12.5"))) == expected
+
+
+@pytest.mark.parametrize(
+    ("lang", "one", "two"),
+    [("fi", "1 päivä", "2 päivää"), ("sv", "1 dag", "2 dagar"), ("en", "1 day", "2 days")],
+)
+def test_plural(lang: str, one: str, two: str) -> None:
+    f = formatter(lang, "Europe/Helsinki")
+    forms = {"fi": ("päivä", "päivää"), "sv": ("dag", "dagar"), "en": ("day", "days")}[lang]
+    assert f.plural(1, *forms) == one
+    assert f.plural(2, *forms) == two
+
+
+def test_dates_use_the_brand_time_zone() -> None:
+    assert formatter("fi", "Europe/Helsinki").date(WHEN) == "27. joulukuuta 2026"
+    assert formatter("en", "UTC").date(WHEN) == "26 December 2026"
+    assert formatter("en", "UTC").datetime(WHEN) == "26 December 2026 at 22:30"
+    assert formatter("sv", "Europe/Stockholm").datetime(WHEN) == "26 december 2026 kl. 23:30"
+    assert formatter("fi", "Europe/Helsinki").datetime(WHEN) == "27. joulukuuta 2026 klo 0.30"
+
+
+def test_plain_dates_and_months() -> None:
+    assert formatter("sv", "Europe/Helsinki").date(date(2026, 12, 10)) == "10 december 2026"
+    assert formatter("fi", "Europe/Helsinki").month("2026-10") == "lokakuu 2026"
+
+
+def test_numbers_and_percent() -> None:
+    assert formatter("fi", "Europe/Helsinki").number(1234567) == f"1{NBSP}234{NBSP}567"
+    assert formatter("en", "Europe/Helsinki").percent(Decimal("12.5")) == "12.5%"
+    assert formatter("fi", "Europe/Helsinki").percent(12.5) == f"12,5{NBSP}%"
