@@ -109,6 +109,7 @@ def send_test_cmd(
     """Render EVENT with sample data, sign it and send it now; print the SMTP reply."""
     from . import events as catalog
     from .delivery import transport_from_url
+    from .errors import UnknownEvent
     from .outbox.base import describe, dkim_identity, plan
     from .pipeline import Pipeline
     from .transport import Envelope
@@ -116,7 +117,7 @@ def send_test_cmd(
 
     settings = _settings()
     if event not in catalog.CATALOG:
-        _report(catalog.UnknownEvent(event, sorted(catalog.CATALOG), "--event"))
+        _report(UnknownEvent(event, sorted(catalog.CATALOG), "--event"))
     raw = {
         "event": event,
         "brand": brand,

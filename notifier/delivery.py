@@ -319,14 +319,26 @@ def _address(value: str, what: str, *, null_ok: bool) -> _Address:
         or _BAD_ADDRESS_CHARS.search(value)
     ):
         raise ValueError(f"{what} {value!r}")
-    try:  # dnspython as the IDNA encoder: its errors mean "not a domain name"
-        a_label = dns.name.from_text(domain.rstrip(".")).to_text(omit_final_dot=True)
-    except (dns.exception.DNSException, UnicodeError) as exc:
-        raise ValueError(f"{what} {value!r}: {exc}") from exc
+    domain = domain.rstrip(".")
+    if domain.isascii():
+        a_label = domain
+    else:
+        try:  # dnspython as the IDNA encoder: its errors mean "not a domain name"
+            a_label = dns.name.from_text(domain).to_text(omit_final_dot=True)
+        except (dns.exception.DNSException, UnicodeError) as exc:
+            raise ValueError(f"{what} {value!r}: {exc}") from exc
     if not _HOSTNAME.fullmatch(a_label):
         raise ValueError(f"{what} {value!r}")
     utf8 = not local.isascii()
     return _Address(f"{local}@{a_label}".encode(), a_label.lower(), utf8)
+
+
+def _crlf(data: bytes) -> bytes:
+    """Every line end as CRLF; the regex only runs when a bare CR or LF is present."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
+        return data
+    return _LINE_ENDS.sub(b"\r\n", data)
 
 
 def _wire_body(data: bytes) -> bytes:
@@ -335,7 +347,7 @@ def _wire_body(data: bytes) -> bytes:
     A stray LF or CR becomes CRLF before stuffing, so ``\\n.\\r\\n`` inside the body can
     never end the DATA phase early (SMTP smuggling).
     """
-    body = _LINE_ENDS.sub(b"\r\n", data)
+    body = _crlf(data)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     if body.startswith(b"."):
@@ -560,10 +572,10 @@ class _SMTPEngine:
             pool = self._pools[key] = _Pool(ep, self.limits)
         return pool
 
-    def _retire(self, conns: list[_Conn]) -> None:
+    def _retire(self, conns: list[_Conn], *, polite: bool = True) -> None:
         """QUIT politely in the background (bounded by the quit timeout), or just close."""
         for conn in conns:
-            if conn.smtp.is_connected and not conn.broken and not conn.busy:
+            if polite and conn.smtp.is_connected and not conn.broken and not conn.busy:
                 task = asyncio.get_running_loop().create_task(self._quit(conn))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
@@ -619,7 +631,8 @@ class _SMTPEngine:
                 if not self._closed and pool.reusable(conn, conn.last_used):
                     pool.idle.append(conn)
                 else:
-                    self._retire([conn])
+                    # after close() nobody would wait for a QUIT: just hang up
+                    self._retire([conn], polite=not self._closed)
 
     async def _command(self, conn: _Conn, stage: str, *args: bytes, timeout: float) -> SMTPResponse:
         try:
@@ -1215,7 +1228,7 @@ class CaptureTransport:
     def _write(self, msg: _Prepared) -> Path:
         env = msg.envelope
         head = b"Return-Path: <" + msg.sender.wire + b">\r\nDelivered-To: " + msg.rcpt.wire
-        content = head + b"\r\n" + _LINE_ENDS.sub(b"\r\n", env.data)
+        content = head + b"\r\n" + _crlf(env.data)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         base = f"{stamp}-{_safe_id(env.message_id)}"
         tmp = self.mail_dir / f".{base}.{uuid.uuid4().hex}.tmp"

@@ -250,7 +250,7 @@ def t_button(url: str, label: str) -> str:
 
 
 _FACT_ROW = (
-    '<tr><td style="padding:6px 12px 6px 0;color:#5f6368;vertical-align:top;">{}</td>'
+    '<tr><td width="40%" style="padding:6px 12px 6px 0;color:#5f6368;vertical-align:top;">{}</td>'
     '<td style="padding:6px 0;font-weight:bold;">{}</td></tr>'
 )
 
@@ -336,7 +336,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "number": f_number,
     "percent": f_percent,
     "month": f_month,
-    "list": f_list,
+    "listing": f_list,
 }
 _MODE_HELPERS: dict[str, dict[str, Callable[..., Any]]] = {
     "html": {
@@ -345,6 +345,7 @@ _MODE_HELPERS: dict[str, dict[str, Callable[..., Any]]] = {
         "notice": h_notice,
         "code": h_code,
         "items": h_items,
+        "bullets": h_items,
         "strong": h_strong,
         "link": h_link,
     },
@@ -354,6 +355,7 @@ _MODE_HELPERS: dict[str, dict[str, Callable[..., Any]]] = {
         "notice": t_notice,
         "code": t_code,
         "items": t_items,
+        "bullets": t_items,
         "strong": t_strong,
         "link": t_link,
     },

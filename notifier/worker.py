@@ -294,7 +294,7 @@ class Worker:
         self.clock = clock or outbox.clock
         self.rng = rng or random.Random()
         self.stats = WorkerStats()
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"outbox-{self.name}")
+        self._db: ThreadPoolExecutor | None = None
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._flush_now: asyncio.Event | None = None
@@ -324,6 +324,7 @@ class Worker:
         return self._stopping is not None and self._stopping.is_set()
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a (blocking) outbox call on this worker's own database thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, partial(fn, *args))
 
@@ -335,6 +336,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._todo = asyncio.Queue()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         log.info("worker %s started (%s, batch %d, concurrency %d)", self.name,
                  self.outbox.kind, self.config.batch_size, self.config.concurrency)
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
@@ -355,6 +357,7 @@ class Worker:
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self._release_unstarted()
             self._db.shutdown(wait=True)
+            self._db = None
             log.info("worker %s stopped: %s", self.name, self.stats.as_dict())
         return self.stats
 
@@ -438,6 +441,11 @@ class Worker:
         except StorageError as exc:
             log.error("worker %s: recording %d outcome(s) failed, will retry: %s",
                       self.name, len(batch), exc)
+            self._done = batch + self._done
+            return False
+        except Exception:  # a bug must not silently stop the recording of outcomes
+            log.exception("worker %s: recording %d outcome(s) failed, will retry",
+                          self.name, len(batch))
             self._done = batch + self._done
             return False
         for d in batch:
@@ -533,7 +541,12 @@ async def serve(
 
     own_outbox = outbox is None
     box = outbox or open_outbox(settings)
-    transport = transport_from_url(smtp_url or settings.smtp_url, settings.mail_dir)
+    try:
+        transport = transport_from_url(smtp_url or settings.smtp_url, settings.mail_dir)
+    except BaseException:
+        if own_outbox:
+            box.close()
+        raise
     worker = Worker(box, transport, make_signer(settings), config=config)
     loop = asyncio.get_running_loop()
     if install_signals:

@@ -60,8 +60,9 @@ def _faults(node: pytest.Item) -> list[Fault]:
     faults = []
     for mark in node.iter_markers("smtp_fault"):
         at, *rest = mark.args
-        reply = rest[0] if rest else mark.kwargs.pop("reply", None)
-        faults.append(Fault(at, reply, **mark.kwargs))
+        options = dict(mark.kwargs)
+        reply = rest[0] if rest else options.pop("reply", None)
+        faults.append(Fault(at, reply, **options))
     faults.reverse()  # markers come nearest-first; keep them in source order
     return faults
 

@@ -77,7 +77,9 @@ class Received:
     user: str | None
 
     def message(self) -> EmailMessage:
-        return cast(EmailMessage, email.message_from_bytes(self.data, policy=email.policy.default))
+        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
 
 
 @dataclass
@@ -225,9 +227,9 @@ class _Controller(Controller):
 
     def _trigger_server(self) -> None:
         # bound to port 0: learn the real port before aiosmtpd's self-test connects
-        assert self.server is not None
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+        server = cast(asyncio.Server, self.server)
+        self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 def _authenticator(users: dict[str, str]) -> Callable[..., AuthResult]:

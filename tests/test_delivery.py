@@ -10,6 +10,7 @@ import asyncio
 import email
 import email.policy
 import logging
+import ssl
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from notifier import delivery
 from notifier.delivery import (
     CaptureTransport,
     DirectTransport,
@@ -54,7 +56,9 @@ def make_envelope(
     if raw_body is not None:
         head = data.split(b"\r\n\r\n", 1)[0]
         data = head + b"\r\n\r\n" + raw_body
-    return Envelope(message_id=f"<msg-{n}@notifier.test>", mail_from=SENDER, rcpt_to=rcpt, data=data)
+    return Envelope(
+        message_id=f"<msg-{n}@notifier.test>", mail_from=SENDER, rcpt_to=rcpt, data=data
+    )
 
 
 def relay(url: str, **kwargs: Any) -> RelayTransport:
@@ -165,9 +169,7 @@ def test_550_5_1_1_is_permanent_no_such_user(smtp_server: SMTPTestServer) -> Non
         pytest.param(
             "transient", 552, "5.5.3", marks=fault("RCPT", "552 5.5.3 Too many recipients")
         ),
-        pytest.param(
-            "transient", 552, None, marks=fault("RCPT", "552 Requested action aborted")
-        ),
+        pytest.param("transient", 552, None, marks=fault("RCPT", "552 Requested action aborted")),
         pytest.param(
             "transient", 452, "4.5.3", marks=fault("DOT", "452 4.5.3 Too many recipients")
         ),
@@ -236,7 +238,7 @@ def test_disconnect_after_the_dot_is_a_possible_duplicate(
 
 @fault("RCPT", action="hang")
 def test_server_that_stops_answering_times_out(smtp_server: SMTPTestServer) -> None:
-    result = send_one(smtp_server.url, timeouts=Timeouts(connect=2, command=0.3, final=5))
+    result = send_one(smtp_server.url, timeouts=Timeouts(connect=2, command=0.5, final=5))
     assert_result(result, "transient", possible_duplicate=False)
     assert "rcpt: timed out" in result.text
 
@@ -248,11 +250,11 @@ def test_no_reply_after_the_dot_is_a_possible_duplicate(smtp_server: SMTPTestSer
     assert "dot: timed out" in result.text
 
 
-@fault("DOT", action="delay", delay=1.0)
+@fault("DOT", action="delay", delay=1.5)
 def test_late_250_within_the_final_dot_timeout_is_success(smtp_server: SMTPTestServer) -> None:
     # the command timeout is far shorter than the delay: only the separate final-dot
     # timeout makes this a success rather than a retry (and a duplicate)
-    result = send_one(smtp_server.url, timeouts=Timeouts(connect=2, command=0.3, final=5))
+    result = send_one(smtp_server.url, timeouts=Timeouts(connect=2, command=0.5, final=10))
     assert_result(result, "sent", 250, "2.0.0")
     assert len(smtp_server.messages) == 1
 
@@ -267,14 +269,18 @@ def test_slow_server_within_timeouts_is_success(smtp_server: SMTPTestServer) -> 
 @pytest.mark.parametrize(
     "reply",
     [
-        pytest.param(b"\x00\xff\xfe garbage\r\n", marks=fault("MAIL", b"\x00\xff\xfe garbage\r\n", action="raw")),
-        pytest.param(b"250 " + b"x" * 10_000, marks=fault("RCPT", b"250-" + b"x" * 10_000 + b"\r\n", action="raw")),
+        pytest.param(
+            b"\x00\xff\xfe garbage\r\n",
+            marks=fault("MAIL", b"\x00\xff\xfe garbage\r\n", action="raw"),
+        ),
+        pytest.param(
+            b"250 " + b"x" * 10_000,
+            marks=fault("RCPT", b"250-" + b"x" * 10_000 + b"\r\n", action="raw"),
+        ),
         pytest.param(b"99 short", marks=fault("DATA", b"99\r\n", action="raw")),
     ],
 )
-def test_garbage_or_over_long_reply_is_transient(
-    smtp_server: SMTPTestServer, reply: bytes
-) -> None:
+def test_garbage_or_over_long_reply_is_transient(smtp_server: SMTPTestServer, reply: bytes) -> None:
     result = send_one(smtp_server.url)
     assert_result(result, "transient", possible_duplicate=False)
     assert "malformed" in result.text
@@ -351,7 +357,7 @@ def test_421_discards_the_connection(smtp_server: SMTPTestServer) -> None:
 
 @pytest.mark.parametrize("client_noticed", [False, True])
 def test_reconnect_after_the_server_drops_an_idle_connection(
-    smtp_server: SMTPTestServer, client_noticed: bool
+    smtp_server: SMTPTestServer, client_noticed: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def go() -> tuple[AttemptResult, AttemptResult, int]:
         transport = relay(smtp_server.url, pool_size=1)
@@ -367,9 +373,13 @@ def test_reconnect_after_the_server_drops_an_idle_connection(
         finally:
             await transport.close()
 
-    first, second, opened = asyncio.run(go())
+    with caplog.at_level(logging.INFO, logger="notifier.delivery"):
+        first, second, opened = asyncio.run(go())
     assert_result(first, "sent", 250, "2.0.0")
     assert_result(second, "sent", 250, "2.0.0")
+    # unnoticed: MAIL fails on the dead connection and the send reopens once;
+    # noticed: the pool drops the dead connection before using it
+    assert ("reopening once" in caplog.text) is not client_noticed
     assert opened == 2
     assert smtp_server.sessions == 2
     assert [m.message()["Subject"] for m in smtp_server.messages] == [
@@ -416,9 +426,7 @@ def test_smtps_implicit_tls(
 def test_starttls_required_upgrades(
     smtp_server_factory: Callable[..., SMTPTestServer], tls_files: TLSFiles
 ) -> None:
-    server = smtp_server_factory(
-        tls_context=tls_files.server_context(), require_starttls=True
-    )
+    server = smtp_server_factory(tls_context=tls_files.server_context(), require_starttls=True)
     url = f"smtp://localhost:{server.port}?starttls=required"
     result = send_one(url, tls_context=tls_files.client_context())
     assert_result(result, "sent", 250, "2.0.0")
@@ -465,6 +473,17 @@ def test_auth_failure_is_transient_and_hides_the_password(
         result = send_one(f"smtp://mailer:wrong-secret@127.0.0.1:{server.port}")
     assert_result(result, "transient", 535, "5.7.8")
     assert "wrong-secret" not in repr(result) and "wrong-secret" not in caplog.text
+    assert server.messages == []
+
+
+def test_credentials_never_go_over_plaintext_to_a_remote_host(
+    smtp_server_factory: Callable[..., SMTPTestServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtp_server_factory(users={"mailer": "secret"})
+    monkeypatch.setattr(delivery, "_is_loopback", lambda host: False)  # pretend it is remote
+    result = send_one(f"smtp://mailer:secret@127.0.0.1:{server.port}")
+    assert_result(result, "transient")
+    assert "unencrypted" in result.text
     assert server.messages == []
 
 
@@ -515,7 +534,9 @@ def test_internationalised_addresses(smtp_server: SMTPTestServer) -> None:
         (554, "no enhanced code here 5.7.1", "dot", "permanent", None),
     ],
 )
-def test_classify_reply(code: int, text: str, stage: str, outcome: str, enhanced: str | None) -> None:
+def test_classify_reply(
+    code: int, text: str, stage: str, outcome: str, enhanced: str | None
+) -> None:
     result = classify_reply(code, text, stage=stage)
     expected_code = code if 200 <= code <= 599 else None
     assert (result.outcome, result.code, result.enhanced) == (outcome, expected_code, enhanced)
@@ -753,10 +774,41 @@ def test_servfail_is_transient(dnsmasq: Callable[..., str], smtp_server: SMTPTes
 
 def test_dns_timeout_is_transient(smtp_server: SMTPTestServer) -> None:
     silent = f"127.0.0.1:{free_port()}"  # no DNS server there
-    [result] = direct_send(
-        silent, smtp_server.port, [make_envelope()], dns_lifetime=0.5
-    )
+    [result] = direct_send(silent, smtp_server.port, [make_envelope()], dns_lifetime=0.5)
     assert_result(result, "transient", None, "4.4.3")
+
+
+def test_direct_uses_opportunistic_unverified_starttls(
+    dnsmasq: Callable[..., str],
+    smtp_server_factory: Callable[..., SMTPTestServer],
+    tls_files: TLSFiles,
+) -> None:
+    server = smtp_server_factory(tls_context=tls_files.server_context())
+    ns = dnsmasq(
+        "--mx-host=example.test,mx.example.test,10", "--host-record=mx.example.test,127.0.0.1"
+    )
+    [result] = direct_send(ns, server.port, [make_envelope()])
+    assert_result(result, "sent", 250, "2.0.0")
+    assert server.messages[0].tls
+    assert server.sessions == 1
+
+
+def test_direct_falls_back_to_plaintext_when_starttls_fails(
+    dnsmasq: Callable[..., str],
+    smtp_server_factory: Callable[..., SMTPTestServer],
+    tls_files: TLSFiles,
+) -> None:
+    context = tls_files.server_context()
+    context.verify_mode = ssl.CERT_REQUIRED  # demands a client certificate we do not have
+    context.load_verify_locations(cafile=str(tls_files.cert))
+    server = smtp_server_factory(tls_context=context)
+    ns = dnsmasq(
+        "--mx-host=example.test,mx.example.test,10", "--host-record=mx.example.test,127.0.0.1"
+    )
+    [result] = direct_send(ns, server.port, [make_envelope()])
+    assert_result(result, "sent", 250, "2.0.0")
+    assert not server.messages[0].tls
+    assert server.sessions == 2  # the failed TLS session, then the plaintext one
 
 
 def test_direct_pools_per_destination_host(
@@ -815,8 +867,8 @@ def test_smtp_sink_faults(
 
 
 def test_smtp_sink_late_reply_after_the_dot(smtp_sink: Callable[..., SmtpSink]) -> None:
-    sink = smtp_sink("-W", ".:1")
-    result = send_one(sink.url, timeouts=Timeouts(connect=2, command=0.3, final=5))
+    sink = smtp_sink("-W", ".:2")
+    result = send_one(sink.url, timeouts=Timeouts(connect=2, command=0.5, final=10))
     assert_result(result, "sent", 250, "2.0.0")
 
 

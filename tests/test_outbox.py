@@ -562,7 +562,7 @@ def test_tampered_evidence_is_detected(box: Outbox, clock: Clock, key_dir: Path)
     [claim] = box.claim("w", 1)
     box.complete("w", [signed_delivery(box, claim, key_dir, OK, clock.now)])
     with box.transaction() as cur:
-        cur.execute("UPDATE outbox_messages SET data = ? WHERE id = ?",
+        cur.execute("UPDATE outbox_bodies SET data = ? WHERE message = ?",
                     [claim.data.replace(b"Aino", b"Eino"), mid])
     with pytest.raises(StorageError, match="SHA-256"):
         box.raw(mid)

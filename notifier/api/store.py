@@ -473,7 +473,9 @@ class GroupCommit:
     async def _run(self) -> None:
         while True:
             group = [await self.queue.get()]
-            while len(group) < GROUP_MAX and not self.queue.empty():
+            config = getattr(self.store._outbox, "config", None)  # None until opened
+            most = max(1, min(GROUP_MAX, int(getattr(config, "max_batch", GROUP_MAX))))
+            while len(group) < most and not self.queue.empty():
                 group.append(self.queue.get_nowait())
             live = [(raw, f) for raw, f in group if not f.cancelled()]
             if not live:

@@ -441,8 +441,11 @@ class Decision:
 
 def describe(result: AttemptResult) -> str:
     """``"550 5.1.1 no such user (mx.example.fi)"``."""
-    parts = [str(result.code) if result.code is not None else "", result.enhanced or "",
-             result.text.strip()]
+    text = result.text.strip()
+    enhanced = result.enhanced or ""
+    if enhanced and text.startswith(enhanced):
+        enhanced = ""  # the server's text already starts with it
+    parts = [str(result.code) if result.code is not None else "", enhanced, text]
     text = " ".join(p for p in parts if p) or result.outcome
     return f"{text} ({result.host})" if result.host else text
 
@@ -632,13 +635,21 @@ _MESSAGE_COLUMNS = (
     "created_at, updated_at, next_attempt_at, deadline, sent_at, lease_expires_at, "
     "dkim_domain, dkim_selector, sent_sha256, possible_duplicate"
 )
-_CLAIM_COLUMNS = (
-    "id, message_id, brand, sender_brand, sign_brand, event, mandatory, mail_from, rcpt_to, "
-    "data, attempts, created_at, deadline"
-)
-_SUPPRESSED = (
-    "EXISTS (SELECT 1 FROM outbox_suppressions s "
-    "WHERE s.brand = outbox_messages.brand AND s.email = outbox_messages.recipient)"
+#: what a claim returns, qualified for UPDATE … RETURNING on both backends: the body
+#: lives in its own table (written once, never updated, so state changes rewrite a
+#: small row) and the suppression check rides along
+_CLAIM_COLUMNS = ", ".join(
+    [
+        f"outbox_messages.{c}"
+        for c in ("id", "message_id", "brand", "sender_brand", "sign_brand", "event",
+                  "mandatory", "mail_from", "rcpt_to")
+    ]
+    + ["(SELECT b.data FROM outbox_bodies b WHERE b.message = outbox_messages.id)"]
+    + [f"outbox_messages.{c}" for c in ("attempts", "created_at", "deadline")]
+    + [
+        "EXISTS (SELECT 1 FROM outbox_suppressions s WHERE s.brand = outbox_messages.brand "
+        "AND s.email = outbox_messages.recipient)"
+    ]
 )
 _DUE_LIST = ", ".join(f"'{s}'" for s in DUE)
 _FINAL_LIST = ", ".join(f"'{s}'" for s in FINAL)
@@ -737,7 +748,7 @@ class Outbox(ABC):
         expired: bool,
     ) -> list[tuple[Any, ...]]:
         """Mark up to ``limit`` due messages (or, with ``expired``, messages whose lease
-        ran out) ``sending`` for ``worker``; return ``_CLAIM_COLUMNS`` + suppressed."""
+        ran out) ``sending`` for ``worker``; return ``_CLAIM_COLUMNS``."""
 
     def _sql(self, sql: str) -> str:
         return sql
@@ -918,10 +929,12 @@ class Outbox(ABC):
         suppressed = self._suppressed_set(
             cur, ((p.brand, p.recipient) for p in items if not p.mandatory)
         )
-        rows = []
-        statuses = []
+        rows: list[tuple[Any, ...]] = []
+        statuses: list[Status] = []
         for p in items:
-            status, reason, due = Status.QUEUED, None, now
+            status: Status = Status.QUEUED
+            reason: str | None = None
+            due: float | None = now
             if (p.brand, p.recipient) in suppressed and not p.mandatory:
                 status, reason, due = (
                     Status.SUPPRESSED, "recipient is on the brand's suppression list", None,
@@ -932,27 +945,30 @@ class Outbox(ABC):
             rows.append((
                 p.brand, p.sender_brand, p.sign_brand, p.event, p.mandatory, p.domain,
                 p.recipient, p.language, p.idempotency_key, p.request_hash, p.dedupe_key,
-                p.message_id, p.mail_from, p.rcpt_to, p.data, p.data_sha256, str(status),
+                p.message_id, p.mail_from, p.rcpt_to, p.data_sha256, str(status),
                 reason, now, now, due, now + p.lifetime,
             ))
         inserted = cur.many_returning(
             "INSERT INTO outbox_messages (brand, sender_brand, sign_brand, event, mandatory, "
             "domain, recipient, language, idempotency_key, request_hash, dedupe_key, "
-            "message_id, mail_from, rcpt_to, data, data_sha256, status, reason, created_at, "
+            "message_id, mail_from, rcpt_to, data_sha256, status, reason, created_at, "
             "updated_at, next_attempt_at, deadline) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING id",
             rows,
         )
         results: list[Accepted] = []
+        bodies: list[tuple[int, bytes]] = []
         for p, status, returned in zip(items, statuses, inserted, strict=True):
             if not returned:
                 results.append(self._existing(cur, p))
                 continue
             new_id = int(returned[0][0])
+            bodies.append((new_id, p.data))
             if p.cancels and p.domain:
                 self._cancel(cur, p, new_id, now)
             results.append(Accepted(new_id, status, p.language, False, p.message_id))
+        cur.many("INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", bodies)
         return results
 
     def _existing(self, cur: Cursor, p: _Prepared) -> Accepted:
@@ -1055,8 +1071,6 @@ class Outbox(ABC):
                 "lease_expires_at = NULL, "
                 "dkim_domain = CASE WHEN ? THEN ? ELSE dkim_domain END, "
                 "dkim_selector = CASE WHEN ? THEN ? ELSE dkim_selector END, "
-                "signed_head = CASE WHEN ? THEN ? ELSE signed_head END, "
-                "signed_full = CASE WHEN ? THEN ? ELSE signed_full END, "
                 "sent_sha256 = CASE WHEN ? THEN ? ELSE sent_sha256 END, "
                 "possible_duplicate = (possible_duplicate OR ?) "
                 "WHERE id = ? AND lease_token = ? AND status = 'sending' RETURNING id",
@@ -1067,8 +1081,6 @@ class Outbox(ABC):
                         now if d.status == Status.SENT else None, now,
                         d.signed, d.dkim_domain,
                         d.signed, d.dkim_selector,
-                        d.signed, d.signed_head,
-                        d.signed, d.signed_full,
                         d.signed, d.sent_sha256,
                         bool(d.attempt and d.attempt.possible_duplicate),
                         d.id, worker,
@@ -1079,12 +1091,12 @@ class Outbox(ABC):
             lost = [d.id for d, rows in zip(deliveries, updated, strict=True) if not rows]
             cur.many(
                 "INSERT INTO outbox_attempts (message, at, worker, outcome, host, code, "
-                "enhanced, text, possible_duplicate, sha256) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "enhanced, text, possible_duplicate, sha256, signed_head, signed_full) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (d.id, d.attempt.at.timestamp(), worker, d.attempt.outcome, d.attempt.host,
                      d.attempt.code, d.attempt.enhanced, d.attempt.text[:2000],
-                     d.attempt.possible_duplicate, d.sent_sha256)
+                     d.attempt.possible_duplicate, d.sent_sha256, d.signed_head, d.signed_full)
                     for d in deliveries
                     if d.attempt is not None
                 ],
@@ -1227,28 +1239,33 @@ class Outbox(ABC):
         )
 
     def raw(self, message: int) -> RawMessage:
-        """The message as last sent (signed), checked against its recorded SHA-256; or,
-        if it was never attempted, the unsigned bytes as queued."""
+        """The message as last sent (signed; each attempt keeps its own DKIM header),
+        checked against its recorded SHA-256; or, if it was never attempted, the
+        unsigned bytes as queued."""
         with self.transaction(write=False) as cur:
             row = cur.execute(
-                "SELECT data, data_sha256, signed_head, signed_full, sent_sha256 "
-                "FROM outbox_messages WHERE id = ?",
+                "SELECT b.data, m.data_sha256, m.sent_sha256 FROM outbox_messages m "
+                "JOIN outbox_bodies b ON b.message = m.id WHERE m.id = ?",
                 [message],
             ).fetchone()
-        if row is None:
-            raise MessageNotFound(f"no message {message}")
-        data, data_sha, head, full, sent_sha = row
-        if full is not None:
-            blob = bytes(full)
-        elif head is not None:
-            blob = bytes(head) + bytes(data)
-        else:
-            blob = bytes(data)
-            if hashlib.sha256(blob).hexdigest() != data_sha:
+            if row is None:
+                raise MessageNotFound(f"no message {message}")
+            data, data_sha, sent_sha = bytes(row[0]), row[1], row[2]
+            signed = None
+            if sent_sha is not None:
+                signed = cur.execute(
+                    "SELECT signed_head, signed_full FROM outbox_attempts "
+                    "WHERE message = ? AND sha256 = ? ORDER BY id DESC LIMIT 1",
+                    [message, sent_sha],
+                ).fetchone()
+        if signed is None:
+            if hashlib.sha256(data).hexdigest() != data_sha:
                 raise StorageError(f"message {message}: stored bytes do not match their SHA-256")
-            return RawMessage(blob, False, data_sha)
+            return RawMessage(data, False, data_sha)
+        head, full = signed
+        blob = bytes(full) if full is not None else bytes(head or b"") + data
         digest = hashlib.sha256(blob).hexdigest()
-        if sent_sha and digest != sent_sha:
+        if digest != sent_sha:
             raise StorageError(f"message {message}: stored bytes do not match their SHA-256")
         return RawMessage(blob, True, digest)
 
@@ -1340,11 +1357,12 @@ class Outbox(ABC):
         cutoff = (self.clock() if now is None else now) - self.config.retention
         where = f"status IN ({_FINAL_LIST}) AND updated_at < ?"
         with self.transaction() as cur:
-            cur.execute(
-                "DELETE FROM outbox_attempts WHERE message IN "
-                f"(SELECT id FROM outbox_messages WHERE {where})",
-                [cutoff],
-            )
+            for table in ("outbox_attempts", "outbox_bodies"):
+                cur.execute(
+                    f"DELETE FROM {table} WHERE message IN "
+                    f"(SELECT id FROM outbox_messages WHERE {where})",
+                    [cutoff],
+                )
             cur.execute(f"DELETE FROM outbox_messages WHERE {where}", [cutoff])
             return cur.rowcount
 

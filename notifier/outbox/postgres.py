@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ..errors import StorageError
-from .base import _CLAIM_COLUMNS, _DUE_LIST, _SUPPRESSED, Cursor, Outbox
+from .base import _CLAIM_COLUMNS, _DUE_LIST, Cursor, Outbox
 
 log = logging.getLogger("notifier.outbox")
 
@@ -47,7 +47,6 @@ SCHEMA = [
         message_id TEXT NOT NULL,
         mail_from TEXT NOT NULL,
         rcpt_to TEXT NOT NULL,
-        data BYTEA NOT NULL,
         data_sha256 TEXT NOT NULL,
         status TEXT NOT NULL,
         reason TEXT,
@@ -61,8 +60,6 @@ SCHEMA = [
         lease_expires_at DOUBLE PRECISION,
         dkim_domain TEXT,
         dkim_selector TEXT,
-        signed_head BYTEA,
-        signed_full BYTEA,
         sent_sha256 TEXT,
         possible_duplicate BOOLEAN NOT NULL DEFAULT FALSE
     )""",
@@ -77,7 +74,13 @@ SCHEMA = [
         enhanced TEXT,
         text TEXT,
         possible_duplicate BOOLEAN NOT NULL DEFAULT FALSE,
-        sha256 TEXT
+        sha256 TEXT,
+        signed_head BYTEA,
+        signed_full BYTEA
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_bodies (
+        message BIGINT PRIMARY KEY REFERENCES outbox_messages(id) ON DELETE CASCADE,
+        data BYTEA NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS outbox_suppressions (
         brand TEXT NOT NULL,
@@ -95,12 +98,9 @@ SCHEMA = [
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_message_id ON outbox_messages (message_id)",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
     f"WHERE status IN ({_DUE_LIST})",
-    "CREATE INDEX IF NOT EXISTS outbox_leases ON outbox_messages (lease_expires_at) "
-    "WHERE status = 'sending'",
-    "CREATE INDEX IF NOT EXISTS outbox_lease_token ON outbox_messages (lease_token) "
-    "WHERE lease_token IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS outbox_pending_domain ON outbox_messages (brand, domain) "
-    "WHERE status IN ('queued', 'deferred', 'held')",
+    # few rows are 'sending' at a time: leases are found through outbox_status; this
+    # index covers cancellations and never changes after insert
+    "CREATE INDEX IF NOT EXISTS outbox_domain ON outbox_messages (brand, domain)",
     "CREATE INDEX IF NOT EXISTS outbox_status ON outbox_messages (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
@@ -209,12 +209,11 @@ class PostgresOutbox(Outbox):
         else:
             where = f"status IN ({_DUE_LIST}) AND next_attempt_at <= ?"
             order = "next_attempt_at, id"
-        columns = ", ".join(f"outbox_messages.{c.strip()}" for c in _CLAIM_COLUMNS.split(","))
         return cur.execute(
             "WITH picked AS (SELECT id AS picked_id FROM outbox_messages "
             f"WHERE {where} ORDER BY {order} LIMIT ? FOR UPDATE SKIP LOCKED) "
             "UPDATE outbox_messages SET status = 'sending', lease_token = ?, "
             "lease_expires_at = ?, updated_at = ? FROM picked "
-            f"WHERE outbox_messages.id = picked.picked_id RETURNING {columns}, {_SUPPRESSED}",
+            f"WHERE outbox_messages.id = picked.picked_id RETURNING {_CLAIM_COLUMNS}",
             [now, limit, worker, lease_until, now],
         ).fetchall()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from .base import _CLAIM_COLUMNS, _DUE_LIST, _SUPPRESSED, Cursor, Outbox
+from .base import _CLAIM_COLUMNS, _DUE_LIST, Cursor, Outbox
 
 log = logging.getLogger("notifier.outbox")
 
@@ -41,7 +41,6 @@ SCHEMA = [
         message_id TEXT NOT NULL,
         mail_from TEXT NOT NULL,
         rcpt_to TEXT NOT NULL,
-        data BLOB NOT NULL,
         data_sha256 TEXT NOT NULL,
         status TEXT NOT NULL,
         reason TEXT,
@@ -55,8 +54,6 @@ SCHEMA = [
         lease_expires_at REAL,
         dkim_domain TEXT,
         dkim_selector TEXT,
-        signed_head BLOB,
-        signed_full BLOB,
         sent_sha256 TEXT,
         possible_duplicate INTEGER NOT NULL DEFAULT 0
     )""",
@@ -71,7 +68,13 @@ SCHEMA = [
         enhanced TEXT,
         text TEXT,
         possible_duplicate INTEGER NOT NULL DEFAULT 0,
-        sha256 TEXT
+        sha256 TEXT,
+        signed_head BLOB,
+        signed_full BLOB
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox_bodies (
+        message INTEGER PRIMARY KEY REFERENCES outbox_messages(id) ON DELETE CASCADE,
+        data BLOB NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS outbox_suppressions (
         brand TEXT NOT NULL,
@@ -89,12 +92,9 @@ SCHEMA = [
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_message_id ON outbox_messages (message_id)",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
     f"WHERE status IN ({_DUE_LIST})",
-    "CREATE INDEX IF NOT EXISTS outbox_leases ON outbox_messages (lease_expires_at) "
-    "WHERE status = 'sending'",
-    "CREATE INDEX IF NOT EXISTS outbox_lease_token ON outbox_messages (lease_token) "
-    "WHERE lease_token IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS outbox_pending_domain ON outbox_messages (brand, domain) "
-    "WHERE status IN ('queued', 'deferred', 'held')",
+    # few rows are 'sending' at a time: leases are found through outbox_status; this
+    # index covers cancellations and never changes after insert
+    "CREATE INDEX IF NOT EXISTS outbox_domain ON outbox_messages (brand, domain)",
     "CREATE INDEX IF NOT EXISTS outbox_status ON outbox_messages (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
@@ -188,6 +188,6 @@ class SQLiteOutbox(Outbox):
             "UPDATE outbox_messages SET status = 'sending', lease_token = ?, "
             "lease_expires_at = ?, updated_at = ? "
             f"WHERE id IN (SELECT id FROM outbox_messages WHERE {where} ORDER BY {order} "
-            f"LIMIT ?) RETURNING {_CLAIM_COLUMNS}, {_SUPPRESSED}",
+            f"LIMIT ?) RETURNING {_CLAIM_COLUMNS}",
             [worker, lease_until, now, now, limit],
         ).fetchall()

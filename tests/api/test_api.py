@@ -1177,3 +1177,42 @@ def test_postgres_tokens_intake_and_isolation(pg_settings: Settings) -> None:
         assert c.get("/readyz").status_code == 200
         assert store.revoke(record.id)
         assert c.get("/v1/messages", headers=h).status_code == 401
+
+
+def test_concurrent_single_events_share_commits(settings: Settings) -> None:
+    import asyncio
+
+    import httpx
+
+    app = create_app(settings)
+    store = app.state.store
+    secret = app.state.tokens.create(["admin"])[1]
+    calls: list[int] = []
+    original = store._accept_batch
+
+    def counting(raws: list[Any]) -> Any:
+        calls.append(len(raws))
+        return original(raws)
+
+    store._accept_batch = counting
+    bodies = [event(key=f"g{i}", email=f"g{i}@example.fi") for i in range(40)]
+    bodies += [event(key="bad", expires_at="x"), event(key="g0", email="g0@example.fi")]
+
+    async def post_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            h = {"Authorization": f"Bearer {secret}"}
+            try:
+                return await asyncio.gather(
+                    *(c.post("/v1/events", json=b, headers=h) for b in bodies)
+                )
+            finally:
+                await store.close()
+
+    responses = asyncio.run(post_all())
+    codes = [r.status_code for r in responses]
+    assert codes[:40].count(202) + codes[41:].count(202) == 40
+    assert codes[40] == 422
+    assert responses[40].json()["detail"][0]["field"] == "data.expires_at"
+    assert responses[41].json()["id"] == responses[0].json()["id"]
+    assert sum(calls) == len(bodies) and len(calls) < len(bodies)
