@@ -266,7 +266,7 @@ class _Conn:
         self.writer.close()
 
 
-async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> dict[str, float]:
+async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> dict[str, Any]:
     """Open loop: request i is due at start + i / rate, whatever happened before."""
     parsed = httpx.URL(url)
     host, port = parsed.host, parsed.port or 80
@@ -275,19 +275,31 @@ async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> 
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         "Content-Length: "
     ).encode()
-    idle: list[_Conn] = []
+    idle: list[tuple[_Conn, float]] = []  # (connection, when last used), newest last
     latencies: list[float] = []
     errors = 0
+    statuses: dict[int, int] = {}
 
     async def post(body: bytes) -> int:
-        conn = idle.pop() if idle else await _Conn.open(host, port)
-        try:
-            status = await conn.post(head, body)
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-            conn.close()
-            return 0
-        idle.append(conn)
-        return status
+        # uvicorn closes keep-alive connections idle for 5 s: never reuse one idle for
+        # 4 s, and retry once on a new connection if a reused one was closed anyway (the
+        # body carries an idempotency key, so a retry can never enqueue twice).
+        now = asyncio.get_running_loop().time()
+        while idle and now - idle[-1][1] > 4.0:
+            idle.pop()[0].close()
+        for attempt in (1, 2):
+            reused = bool(idle) and attempt == 1
+            conn = idle.pop()[0] if reused else await _Conn.open(host, port)
+            try:
+                status = await conn.post(head, body)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                conn.close()
+                if reused:
+                    continue
+                return 0
+            idle.append((conn, asyncio.get_running_loop().time()))
+            return status
+        return 0
 
     for body in bodies[:20]:  # warm up
         await post(body)
@@ -304,10 +316,11 @@ async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> 
         latencies.append((loop.time() - due) * 1000)
         if status not in (200, 202):
             errors += 1
+            statuses[status] = statuses.get(status, 0) + 1
 
     await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies[20:])))
     achieved = len(latencies) / (loop.time() - start)
-    for conn in idle:
+    for conn, _ in idle:
         conn.close()
     latencies.sort()
 
@@ -321,6 +334,7 @@ async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> 
         "mean_ms": statistics.fmean(latencies),
         "requests": len(latencies),
         "errors": errors,
+        "error_statuses": {str(k): v for k, v in sorted(statuses.items())},  # 0: no reply
         "achieved_rate": achieved,
     }
 
@@ -382,6 +396,7 @@ def main() -> None:
         "single_achieved_rate": round(ours["single"]["achieved_rate"], 1),
         "single_requests": ours["single"]["requests"],
         "single_errors": ours["single"]["errors"],
+        "single_error_statuses": ours["single"]["error_statuses"],
         "single_max_ms": round(ours["single"]["max_ms"], 2),
         "batch_accepted": ours["batch"]["accepted"],
         "batch_failed_requests": ours["batch"]["failed_requests"],

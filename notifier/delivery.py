@@ -247,8 +247,8 @@ def classify_reply(
 
     Exceptions: a 552 meaning "too many recipients" is transient; a code outside
     200-599 is a malformed reply, transient with no code (a broken server is not a
-    verdict on the message). ``stage``
-    is the command the reply answers: mail, rcpt, data or dot (after the final dot).
+    verdict on the message). ``stage`` is the command the reply answers: mail, rcpt,
+    data or dot (after the final dot).
     """
     text = _clean(text)
     if not 200 <= code <= 599:
@@ -397,13 +397,13 @@ class _Endpoint:
     password: Secret | None = field(default=None, repr=False)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Conn:
     smtp: aiosmtplib.SMTP
     label: str
     opened: float
     last_used: float
-    sent: int = 0
+    used: int = 0  # transactions completed on this connection (sent or refused)
     reused: bool = False
     broken: bool = False
     busy: bool = False  # inside a transaction; if still set on release, state is unknown
@@ -432,7 +432,7 @@ class _Pool:
             conn.smtp.is_connected
             and not conn.broken
             and not conn.busy
-            and conn.sent < self.limits.max_per_connection
+            and conn.used < self.limits.max_per_connection
             and now - conn.opened < self.limits.max_age
         )
 
@@ -660,7 +660,8 @@ class _SMTPEngine:
         return result
 
     async def _transaction(self, conn: _Conn, msg: _Prepared) -> AttemptResult:
-        smtp, t = conn.smtp, self.timeouts
+        """MAIL, RCPT, DATA, body: one recipient. Raises _Stale, ConnectionLost."""
+        smtp = conn.smtp
         if (msg.sender.utf8 or msg.rcpt.utf8) and not smtp.supports_extension("smtputf8"):
             return AttemptResult(
                 "permanent",
@@ -668,6 +669,14 @@ class _SMTPEngine:
                 enhanced="5.6.7",
                 text="address needs SMTPUTF8, which the server does not offer",
             )
+        conn.busy = True  # cleared only when the transaction ends cleanly
+        result = await self._steps(conn, msg)
+        conn.busy = False
+        conn.used += 1
+        return result
+
+    async def _steps(self, conn: _Conn, msg: _Prepared) -> AttemptResult:
+        smtp, t = conn.smtp, self.timeouts
         options: list[bytes] = []
         if smtp.supports_extension("size"):
             options.append(b"SIZE=%d" % len(msg.wire))
@@ -675,15 +684,10 @@ class _SMTPEngine:
             options.append(b"BODY=8BITMIME")
         if msg.sender.utf8 or msg.rcpt.utf8:
             options.append(b"SMTPUTF8")
-        conn.busy = True
+        mail_from = b"FROM:<" + msg.sender.wire + b">"
         try:
             reply = await self._command(
-                conn,
-                "mail",
-                b"MAIL",
-                b"FROM:<" + msg.sender.wire + b">",
-                *options,
-                timeout=t.command,
+                conn, "mail", b"MAIL", mail_from, *options, timeout=t.command
             )
         except ConnectionLost as exc:
             if conn.reused:  # nothing of this message was acknowledged yet
@@ -693,21 +697,14 @@ class _SMTPEngine:
             conn.broken = True
             raise _Stale(f"{reply.code} {_clean(reply.message)}")
         if reply.code != 250:
-            result = await self._refused(conn, reply, "mail")
-            conn.busy = False
-            return result
-        reply = await self._command(
-            conn, "rcpt", b"RCPT", b"TO:<" + msg.rcpt.wire + b">", timeout=t.command
-        )
+            return await self._refused(conn, reply, "mail")
+        rcpt_to = b"TO:<" + msg.rcpt.wire + b">"
+        reply = await self._command(conn, "rcpt", b"RCPT", rcpt_to, timeout=t.command)
         if reply.code not in (250, 251):
-            result = await self._refused(conn, reply, "rcpt")
-            conn.busy = False
-            return result
+            return await self._refused(conn, reply, "rcpt")
         reply = await self._command(conn, "data", b"DATA", timeout=t.data)
         if reply.code != 354:
-            result = await self._refused(conn, reply, "data")
-            conn.busy = False
-            return result
+            return await self._refused(conn, reply, "data")
         reply = await self._send_body(conn, msg.wire)
         if not 200 <= reply.code <= 599:  # an answer, but no verdict: it may be stored
             conn.broken = True
@@ -718,14 +715,10 @@ class _SMTPEngine:
                 host=conn.label,
                 after_dot=True,
             )
-        result = classify_reply(reply.code, reply.message, stage="dot", host=conn.label)
         if reply.code == 421:
             conn.broken = True
             smtp.close()
-        if result.outcome == "sent":
-            conn.sent += 1
-        conn.busy = False
-        return result
+        return classify_reply(reply.code, reply.message, stage="dot", host=conn.label)
 
     async def _send_body(self, conn: _Conn, wire: bytes) -> SMTPResponse:
         protocol = conn.smtp.protocol

@@ -84,7 +84,8 @@ class DomainRegistered(DomainEvent):
         description="Where renewal, late-renewal and restore fees are published."
     )
     deletion_days_after_expiry: PosInt = Field(
-        default=30, description="Days after expiry until an unrenewed name is deleted."
+        default=30,
+        description="gTLDs: days after expiry until an unrenewed name is deleted (.fi and .se/.nu follow their registry rules).",
     )
 
 
@@ -175,7 +176,7 @@ class AuthCode(DomainEvent):
     auth_code: Annotated[SafeStr, Field(min_length=6, max_length=64)]
     issued_at: AwareDatetime
     valid_until: AwareDatetime | None = Field(
-        default=None, description="gTLD codes are valid 14 days; .fi keys 30 days."
+        default=None, description="When the code stops working; gTLD auth codes are valid 14 days."
     )
 
 
@@ -377,7 +378,9 @@ class ActionRequired(ResellerEvent):
     action: Literal[
         "registrant_email_missing", "document_required", "payment_method_required", "other"
     ]
-    description: SafeStr
+    description: SafeStr = Field(
+        description="Free text shown as is: write it in the language the reseller reads mail in."
+    )
     domain: DomainName | None = None
     due_date: date | None = None
     action_url: HttpUrl

@@ -68,8 +68,8 @@ class Formatter:
 
     def money(self, value: Money | Decimal | int | float, currency: str = "EUR") -> str:
         if isinstance(value, Money):
-            return str(format_currency(value.amount, value.currency, locale=self.locale))
-        return str(format_currency(value, currency, locale=self.locale))
+            return _money(value.amount, value.currency, self.locale)
+        return _money(Decimal(str(value)), currency, self.locale)
 
     def number(self, value: Decimal | int | float) -> str:
         return str(format_decimal(value, locale=self.locale))
@@ -92,6 +92,12 @@ class Formatter:
         from babel.lists import format_list
 
         return str(format_list([str(i) for i in items], locale=self.locale))
+
+
+@lru_cache(maxsize=4096)
+def _money(amount: Decimal, currency: str, locale: Locale) -> str:
+    """Prices repeat (every .fi renewal costs the same): format each once."""
+    return str(format_currency(amount, currency, locale=locale))
 
 
 @lru_cache(maxsize=64)

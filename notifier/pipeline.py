@@ -100,8 +100,11 @@ class Pipeline:
             return None
         if self._secret is None:
             self._secret = self.settings.secret()
+        # the subscription belongs to the account (the reseller), whichever brand the mail
+        # goes out in; the link is on the sending brand's link domain
         token = unsubscribe.make_token(
-            self._secret, unsubscribe.Subscription(brand.id, event.recipient.email, event.name)
+            self._secret,
+            unsubscribe.Subscription(event.brand_id, event.recipient.email, event.name),
         )
         return unsubscribe.url(brand.link_host, token)
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes as jinja_nodes
-from jinja2.visitor import NodeTransformer
 from jinja2.runtime import markup_join
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
 from . import events as catalog
@@ -163,23 +163,22 @@ def g_plural(ctx: Any, count: int, one: str, other: str) -> str:
     return _memo(ctx).fmt.plural(count, one, other)
 
 
+_SPACES = re.compile(r"[ \t\r\n]+")
+
+
+@functools.lru_cache(maxsize=8)
+def _wrap_pattern(width: int) -> re.Pattern[str]:
+    # a line: up to ``width`` characters ending before a space; or one longer word
+    return re.compile(r"[^ ].{0," + str(width - 1) + r"}(?= |$)|[^ ]+")
+
+
 def _wrap(text: str, width: int = TEXT_WIDTH) -> str:
-    """Greedy word wrap that never breaks a word (so URLs stay whole)."""
-    if len(text) <= width and "\n" not in text:
-        return text.strip()
-    words = text.split()
-    if not words:
-        return ""
-    lines: list[str] = []
-    line = words[0]
-    for word in words[1:]:
-        if len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}"
-    lines.append(line)
-    return "\n".join(lines)
+    """Greedy word wrap on ASCII spaces only: never breaks a word (URLs stay whole)
+    nor at a no-break space (``12,50\u00a0€`` stays together)."""
+    text = _SPACES.sub(" ", text).strip(" ")
+    if len(text) <= width:
+        return text
+    return "\n".join(_wrap_pattern(width).findall(text))
 
 
 _BLANKS = re.compile(r"\n{3,}")
@@ -420,13 +419,15 @@ class _Guard(NodeTransformer):
         return node
 
     def visit_For(self, node: jinja_nodes.For) -> jinja_nodes.Node:
-        node = self.generic_visit(node)
-        node.iter = self._call("_guard_iter", [node.iter], node.lineno)
-        return node
+        visited = self.generic_visit(node)
+        assert isinstance(visited, jinja_nodes.For)
+        visited.iter = self._call("_guard_iter", [visited.iter], visited.lineno)
+        return visited
 
     def visit_Concat(self, node: jinja_nodes.Concat) -> jinja_nodes.Node:
-        node = self.generic_visit(node)
-        return self._call("_guard_concat", list(node.nodes), node.lineno)
+        visited = self.generic_visit(node)
+        assert isinstance(visited, jinja_nodes.Concat)
+        return self._call("_guard_concat", list(visited.nodes), visited.lineno)
 
 
 def _sized_filter(func: Callable[..., Any], limit: int) -> Callable[..., Any]:
@@ -462,7 +463,7 @@ class _BoundedSandbox(SandboxedEnvironment):
                         raise RenderError("template value too large")
         return _check_value(super().call_binop(context, operator, left, right))
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _BUDGET.get().tick()
         _check_args(args)
         _check_args(kwargs.values())

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 Outcome = Literal["sent", "transient", "permanent"]
+_NO_SUCH_USER = frozenset({"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,9 @@ class AttemptResult:
 
     @property
     def no_such_user(self) -> bool:
-        return self.outcome == "permanent" and (self.enhanced or "").startswith("5.1.")
+        """The recipient does not exist (RFC 3463 5.1.x about the *recipient*; 5.1.7 and
+        5.1.8 are about our sender and must not suppress anyone)."""
+        return self.outcome == "permanent" and self.enhanced in _NO_SUCH_USER
 
 
 class Transport(Protocol):

@@ -295,6 +295,7 @@ class Worker:
         self.rng = rng or random.Random()
         self.stats = WorkerStats()
         self._db: ThreadPoolExecutor | None = None
+        self._stop_requested = False
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._flush_now: asyncio.Event | None = None
@@ -311,7 +312,11 @@ class Worker:
     # --- control ----------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming, finish what is in flight, release the rest (SIGTERM)."""
+        """Stop claiming, finish what is in flight, release the rest (SIGTERM).
+
+        Safe to call at any time, also before :meth:`run` has started (it then returns
+        at once)."""
+        self._stop_requested = True
         if self._stopping is not None and not self._stopping.is_set():
             log.info("worker %s: stopping; finishing %d send(s) in flight", self.name,
                      self._active)
@@ -337,6 +342,8 @@ class Worker:
         self._flush_now = asyncio.Event()
         self._todo = asyncio.Queue()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+        if self._stop_requested:
+            self._stopping.set()
         log.info("worker %s started (%s, batch %d, concurrency %d)", self.name,
                  self.outbox.kind, self.config.batch_size, self.config.concurrency)
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
@@ -358,6 +365,7 @@ class Worker:
             await self._release_unstarted()
             self._db.shutdown(wait=True)
             self._db = None
+            self._stop_requested = False
             log.info("worker %s stopped: %s", self.name, self.stats.as_dict())
         return self.stats
 

@@ -49,6 +49,14 @@ DNSMASQ = shutil.which("dnsmasq") or (
 )
 
 
+def _missing(what: str) -> None:
+    """A real server the tests need is missing: a failure in CI (scripts/test installs
+    it), a skip on a developer's machine without it."""
+    if os.environ.get("CI"):
+        pytest.fail(what + " — CI must install it (scripts/test does)")
+    pytest.skip(what)
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port free right now on ``host`` (TCP by default)."""
     with socket.socket(socket.AF_INET, kind) as sock:
@@ -173,7 +181,7 @@ def dnsmasq(tmp_path: Path) -> Iterator[Callable[..., str]]:
     to ``nobody`` by itself; a port above 1024 and no pid file need no ``--user=root``.
     """
     if DNSMASQ is None:
-        pytest.skip("dnsmasq not installed (Debian package dnsmasq-base)")
+        _missing("dnsmasq not installed (Debian package dnsmasq-base)")
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(*records: str) -> str:
@@ -248,7 +256,7 @@ def smtp_sink() -> Iterator[Callable[..., SmtpSink]]:
     count what the sink accepted.
     """
     if SMTP_SINK is None:
-        pytest.skip("smtp-sink not installed (Debian package postfix)")
+        _missing("smtp-sink not installed (Debian package postfix)")
     procs: list[subprocess.Popen[bytes]] = []
     dumps: list[Path] = []
 

@@ -568,6 +568,17 @@ def test_tampered_evidence_is_detected(box: Outbox, clock: Clock, key_dir: Path)
         box.raw(mid)
 
 
+def test_purge_works_in_chunks(box: Outbox, clock: Clock) -> None:
+    ids = [r.id for r in box.accept_batch([reminder(i) for i in range(5)])]
+    box.complete("w", [Delivery(c.id, Status.SENT, attempt=OK) for c in box.claim("w", 5)])
+    box.accept(reminder(9))  # still queued: kept
+    assert box.purge(now=clock.now + box.config.retention + 1, chunk=2) == 5
+    assert count(box) == 1
+    for i in ids:
+        with pytest.raises(MessageNotFound):
+            box.raw(i)
+
+
 def test_purge_keeps_unfinished_messages(box: Outbox, clock: Clock) -> None:
     box.accept(reminder(1))
     assert box.purge(now=clock.now + 10 * 365 * DAY) == 0

@@ -178,7 +178,8 @@ def test_missing_template_is_reported(tmp_path: Path) -> None:
         "{% endfor %}{{ ns.s|length }}",
         "{{ 'x'|center(1000000000) }}",
         "{{ 'x'.ljust(1000000000) }}",
-        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(40) }}",
         "{% for a in 'x' * 16000 %}{% for b in 'y' * 16000 %}{{ a }}{% endfor %}{% endfor %}",
     ],
 )

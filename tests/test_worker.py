@@ -545,3 +545,22 @@ def test_cli_worker_and_queue_commands(
     assert cli("queue", "show", "abc").exit_code == 2
     nothing = cli("queue", "retry", "--failed")
     assert nothing.exit_code == 0 and "queued 0 failed" in nothing.stdout
+
+
+def test_stop_before_run_starts_returns_at_once(
+    box: Outbox, key_dir: Path, smtp_server: SMTPTestServer
+) -> None:
+    box.accept(reminder(1))
+
+    async def go() -> WorkerStats:
+        transport = RelayTransport(smtp_server.url, timeouts=FAST)
+        worker = Worker(box, transport, Signer(KeyStore(key_dir)))
+        task = asyncio.create_task(worker.run())  # not started yet
+        worker.stop()
+        try:
+            return await asyncio.wait_for(task, 30)
+        finally:
+            await transport.close()
+
+    stats = asyncio.run(go())
+    assert stats.sent == 0 and box.stats()["by_status"]["queued"] == 1

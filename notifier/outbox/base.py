@@ -740,7 +740,8 @@ class Outbox(ABC):
     def _is_driver_error(self, exc: BaseException) -> bool: ...
 
     @abstractmethod
-    def _schema(self) -> list[str]: ...
+    def _schema(self, cur: Cursor) -> list[str]:
+        """The DDL statements, run in one transaction on ``cur``."""
 
     @abstractmethod
     def _claim_rows(
@@ -833,7 +834,7 @@ class Outbox(ABC):
 
     def init_schema(self) -> None:
         with self.transaction() as cur:
-            for statement in self._schema():
+            for statement in self._schema(cur):
                 cur.execute(statement)
 
     # --- intake ------------------------------------------------------------------------
@@ -1352,19 +1353,28 @@ class Outbox(ABC):
             )
             return cur.rowcount
 
-    def purge(self, now: float | None = None) -> int:
-        """Delete final messages (and their attempts) older than the retention period."""
+    def purge(self, now: float | None = None, chunk: int = 1000) -> int:
+        """Delete final messages (with their bodies and attempts) older than the retention
+        period, ``chunk`` messages per transaction so intake never waits long."""
         cutoff = (self.clock() if now is None else now) - self.config.retention
-        where = f"status IN ({_FINAL_LIST}) AND updated_at < ?"
-        with self.transaction() as cur:
-            for table in ("outbox_attempts", "outbox_bodies"):
-                cur.execute(
-                    f"DELETE FROM {table} WHERE message IN "
-                    f"(SELECT id FROM outbox_messages WHERE {where})",
-                    [cutoff],
-                )
-            cur.execute(f"DELETE FROM outbox_messages WHERE {where}", [cutoff])
-            return cur.rowcount
+        total = 0
+        while True:
+            with self.transaction() as cur:
+                ids = [
+                    int(r[0])
+                    for r in cur.execute(
+                        f"SELECT id FROM outbox_messages WHERE status IN ({_FINAL_LIST}) "
+                        "AND updated_at < ? ORDER BY updated_at LIMIT ?",
+                        [cutoff, chunk],
+                    ).fetchall()
+                ]
+                if not ids:
+                    return total
+                marks = ", ".join("?" for _ in ids)
+                for table, column in (("outbox_attempts", "message"),
+                                      ("outbox_bodies", "message"), ("outbox_messages", "id")):
+                    cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+            total += len(ids)
 
 
 __all__ = [

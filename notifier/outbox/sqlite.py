@@ -87,13 +87,15 @@ SCHEMA = [
         PRIMARY KEY (brand, email)
     )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_idempotency "
-    "ON outbox_messages (brand, idempotency_key)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_dedupe ON outbox_messages (dedupe_key)",
+    "ON outbox_messages (brand, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_dedupe ON outbox_messages (dedupe_key) "
+    "WHERE dedupe_key IS NOT NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_message_id ON outbox_messages (message_id)",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
     f"WHERE status IN ({_DUE_LIST})",
-    # few rows are 'sending' at a time: leases are found through outbox_status; this
-    # index covers cancellations and never changes after insert
+    # SQLite touches only the indexes whose columns an UPDATE changes: this one covers
+    # cancellations and is never rewritten after insert. Few rows are 'sending' at a
+    # time: leases are found through outbox_status.
     "CREATE INDEX IF NOT EXISTS outbox_domain ON outbox_messages (brand, domain)",
     "CREATE INDEX IF NOT EXISTS outbox_status ON outbox_messages (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
@@ -171,7 +173,7 @@ class SQLiteOutbox(Outbox):
             return StorageError(f"cannot open the outbox database {self.path}")
         return StorageError(f"outbox database error ({type(exc).__name__}): {text}")
 
-    def _schema(self) -> list[str]:
+    def _schema(self, cur: Cursor) -> list[str]:
         return SCHEMA
 
     def _claim_rows(
