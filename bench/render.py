@@ -73,6 +73,7 @@ def naive(pipeline: Pipeline, evs: list, n: int, cache_env: bool = False) -> flo
                 env.filters["paragraphs"] = html_paragraphs if mode == "html" else text_paragraphs
                 env.globals.update(_MODE_HELPERS[mode])
                 env.globals["plural"] = g_plural
+                env.globals["subject_end"] = ""
             data = ev.data
             vars_ = {k: getattr(data, k) for k in type(data).model_fields}
             vars_.update(
@@ -86,6 +87,7 @@ def naive(pipeline: Pipeline, evs: list, n: int, cache_env: bool = False) -> flo
                 unsubscribe_url=None,
                 layout=f"{lang}/layout.jinja",
                 base=f"_shared/layout.{mode}.jinja",
+                subject=parts.get("subject", ""),
                 _memo=_Memo(formatter(lang, brand.timezone)),
             )
             tmpl = env.get_template(f"{lang}/{ev.name}.jinja")

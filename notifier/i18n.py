@@ -39,6 +39,7 @@ class Formatter:
         self._time = parse_pattern(time_short)
         self._datetime = parse_pattern(joiner.replace("{1}", date_long).replace("{0}", time_short))
         self._month = parse_pattern("LLLL y")
+        self._dates: dict[tuple[date, bool], str] = {}
 
     def _local(self, value: datetime | date) -> datetime | date:
         if isinstance(value, datetime):
@@ -48,8 +49,17 @@ class Formatter:
         return value
 
     def date(self, value: datetime | date, short: bool = False) -> str:
-        pattern = self._date_short if short else self._date
-        return str(pattern.apply(self._local(value), self.locale))
+        local = self._local(value)
+        day = local.date() if isinstance(local, dt.datetime) else local
+        key = (day, short)
+        text = self._dates.get(key)
+        if text is None:  # a nightly batch has a handful of distinct days: format each once
+            pattern = self._date_short if short else self._date
+            text = str(pattern.apply(day, self.locale))
+            if len(self._dates) > 4096:
+                self._dates.clear()
+            self._dates[key] = text
+        return text
 
     def datetime(self, value: dt.datetime) -> str:
         local = self._local(value)
@@ -72,6 +82,8 @@ class Formatter:
         return _money(Decimal(str(value)), currency, self.locale)
 
     def number(self, value: Decimal | int | float) -> str:
+        if isinstance(value, int) and -1000 < value < 1000:  # counts of days, years, items
+            return _small_int(value, self.locale)
         return str(format_decimal(value, locale=self.locale))
 
     def percent(self, value: Decimal | int | float) -> str:
@@ -92,6 +104,11 @@ class Formatter:
         from babel.lists import format_list
 
         return str(format_list([str(i) for i in items], locale=self.locale))
+
+
+@lru_cache(maxsize=8192)
+def _small_int(value: int, locale: Locale) -> str:
+    return str(format_decimal(value, locale=locale))
 
 
 @lru_cache(maxsize=4096)

@@ -45,6 +45,8 @@ from .i18n import Formatter, formatter
 
 #: marks a helper's output as a block (no paragraph wrapping); never in valid data
 BLOCK = "\x02"
+#: ends the subject at the top of the text render; never in valid data either
+SUBJECT_END = "\x03"
 TEXT_WIDTH = 76
 MAX_OUTPUT_CHARS = 512 * 1024  # one rendered part of a reseller template
 MAX_VALUE_CHARS = 16 * 1024  # one value a reseller template computes
@@ -487,6 +489,7 @@ def _make_env(search_path: list[Path], mode: str, sandboxed: bool) -> jinja2.Env
     env.globals.update(_MODE_HELPERS[mode])
     env.globals["plural"] = g_plural
     env.globals["mode"] = mode
+    env.globals["subject_end"] = SUBJECT_END
     if sandboxed:
         env.filters = {
             name: _sized_filter(f, MAX_OUTPUT_CHARS if name == "paragraphs" else MAX_VALUE_CHARS)
@@ -565,14 +568,16 @@ class Renderer:
         try:
             text_env = self._env(brand, "text", sandboxed)
             text_tmpl = text_env.get_template(name)
-            subject = " ".join(
-                "".join(text_tmpl.blocks["subject"](text_tmpl.new_context(ctx))).split()
-            )
-            text = _tidy(
-                self._run(text_tmpl, {**ctx, "base": "_shared/layout.text.jinja"}, sandboxed)
-            )
+            out = self._run(text_tmpl, {**ctx, "base": "_shared/layout.text.jinja"}, sandboxed)
+            raw_subject, found, text = out.partition(SUBJECT_END)
+            if not found:  # a brand's own text skeleton without the subject line
+                text = raw_subject
+                raw_subject = "".join(text_tmpl.blocks["subject"](text_tmpl.new_context(ctx)))
+            subject = " ".join(raw_subject.split())
+            text = _tidy(text)
             html_tmpl = self._env(brand, "html", sandboxed).get_template(name)
-            html = self._run(html_tmpl, {**ctx, "base": "_shared/layout.html.jinja"}, sandboxed)
+            html_ctx = {**ctx, "base": "_shared/layout.html.jinja", "subject": subject}
+            html = self._run(html_tmpl, html_ctx, sandboxed)
         except jinja2.TemplateNotFound as exc:
             raise TemplateNotFound(f"{brand.id}: template {exc.name} not found") from exc
         except KeyError as exc:
