@@ -68,7 +68,9 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
         [sink, "-u", "nobody", f"127.0.0.1:{port}", "1000"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -183,11 +185,24 @@ def spawn_workers(
     procs = []
     for n in range(count):
         log = (work / f"worker-{n}.log").open("wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "notifier.worker", "--batch", str(args.claim_batch),
-             "--concurrency", str(args.concurrency)],
-            env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "notifier.worker",
+                    "--batch",
+                    str(args.claim_batch),
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                env=env,
+                cwd=work,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        )
         log.close()
     return procs
 
@@ -215,7 +230,11 @@ def last_sent_at(box: Outbox) -> float:
 
 
 def run_pipeline(
-    args: argparse.Namespace, settings: Settings, pipeline: Pipeline, db: Database, port: int,
+    args: argparse.Namespace,
+    settings: Settings,
+    pipeline: Pipeline,
+    db: Database,
+    port: int,
     work: Path,
 ) -> dict[str, Any]:
     box = open_outbox(settings, pipeline, OutboxConfig(), url=db.url)
@@ -301,11 +320,20 @@ def run_naive(n: int, pipeline: Pipeline, settings: Settings, port: int) -> floa
             msg.set_content(rendered.text)
             msg.add_alternative(rendered.html, subtype="html")
             data = msg.as_bytes(policy=SMTP_POLICY)
-            sig = dkim.sign(data, selector.name.encode(), platform.mail_domain.encode(), key,
-                            include_headers=[b"from", b"to", b"subject", b"message-id"])
-            await aiosmtplib.send(sig + data, sender=f"bounces@{platform.envelope_domain}",
-                                  recipients=[ev.recipient.email], hostname="127.0.0.1",
-                                  port=port)
+            sig = dkim.sign(
+                data,
+                selector.name.encode(),
+                platform.mail_domain.encode(),
+                key,
+                include_headers=[b"from", b"to", b"subject", b"message-id"],
+            )
+            await aiosmtplib.send(
+                sig + data,
+                sender=f"bounces@{platform.envelope_domain}",
+                recipients=[ev.recipient.email],
+                hostname="127.0.0.1",
+                port=port,
+            )
 
     start = time.perf_counter()
     asyncio.run(go())
@@ -320,15 +348,27 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000, help="messages (>= 20000 for the report)")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--database-url", default=os.environ.get("NOTIFIER_TEST_DATABASE_URL"))
-    ap.add_argument("--workers", type=int, default=3, help="worker processes")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="worker processes (default: one per core)",
+    )
     ap.add_argument("--batch", type=int, default=500, help="events per accept batch")
     ap.add_argument("--claim-batch", type=int, default=200, help="messages per claim")
     ap.add_argument("--concurrency", type=int, default=16, help="sends in flight per worker")
     ap.add_argument("--pool-size", type=int, default=8, help="SMTP connections per worker")
-    ap.add_argument("--naive-n", type=int, default=400,
-                    help="messages for the baseline (half before, half after)")
-    ap.add_argument("--preload", action="store_true",
-                    help="queue all N before starting the workers (memory with a deep queue)")
+    ap.add_argument(
+        "--naive-n",
+        type=int,
+        default=400,
+        help="messages for the baseline (half before, half after)",
+    )
+    ap.add_argument(
+        "--preload",
+        action="store_true",
+        help="queue all N before starting the workers (memory with a deep queue)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -372,15 +412,21 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
-    print(f"database        {out['database']}  ({args.n} messages, {args.workers} workers, "
-          f"{out['cpus']} CPUs)")
-    print(f"end to end      {out['msgs_per_s']} msg/s  ({out['seconds']} s; accept "
-          f"{out['accept_per_s']} msg/s, delivery {out['deliver_per_s']} msg/s"
-          f"{', queue preloaded' if args.preload else ''})")
+    print(
+        f"database        {out['database']}  ({args.n} messages, {args.workers} workers, "
+        f"{out['cpus']} CPUs)"
+    )
+    print(
+        f"end to end      {out['msgs_per_s']} msg/s  ({out['seconds']} s; accept "
+        f"{out['accept_per_s']} msg/s, delivery {out['deliver_per_s']} msg/s"
+        f"{', queue preloaded' if args.preload else ''})"
+    )
     print(f"naive baseline  {out['naive_msgs_per_s']} msg/s")
     print(f"ratio           {out['ratio']}x")
-    print(f"worker RSS      peak {out['peak_rss_mb']} MB (first {out['rss_first_mb']}, "
-          f"last {out['rss_last_mb']})")
+    print(
+        f"worker RSS      peak {out['peak_rss_mb']} MB (first {out['rss_first_mb']}, "
+        f"last {out['rss_last_mb']})"
+    )
 
 
 if __name__ == "__main__":

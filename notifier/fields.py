@@ -29,12 +29,19 @@ SafeStr = Annotated[str, AfterValidator(check_safe)]
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
+_PLAIN_DOMAIN = re.compile(
+    r"^(?:(?!-)(?!xn--)[a-z0-9-]{1,63}(?<!-)\.)+(?!xn--)[a-z0-9-]{2,63}(?<!-)$"
+)
+
+
 @lru_cache(maxsize=4096)
 def domain_to_ascii(value: str) -> str:
     """Lower-cased A-label form (``xn--nekoski-...``) of a domain, validated."""
     value = value.strip().rstrip(".").lower()
     if not value or len(value) > 253:
         raise ValueError("not a domain name")
+    if _PLAIN_DOMAIN.match(value):  # plain LDH labels, no A-labels: nothing for IDNA to do
+        return value
     try:
         ascii_form = idna.encode(value, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError) as exc:
@@ -47,6 +54,8 @@ def domain_to_ascii(value: str) -> str:
 
 @lru_cache(maxsize=4096)
 def domain_to_unicode(ascii_form: str) -> str:
+    if "xn--" not in ascii_form:
+        return ascii_form
     try:
         return idna.decode(ascii_form)
     except (idna.IDNAError, UnicodeError):
