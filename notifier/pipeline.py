@@ -71,7 +71,7 @@ class Pipeline:
             envelope = EventIn.model_validate(raw)
         except pydantic.ValidationError as exc:
             raise catalog.translate_errors(exc, prefix) from exc
-        spec = catalog.get(envelope.event) if envelope.event in catalog.CATALOG else None
+        spec = catalog.CATALOG.get(envelope.event)
         if spec is None:
             raise UnknownEvent(envelope.event, sorted(catalog.CATALOG), f"{p}event")
         self.brands.get(envelope.brand, f"{p}brand")
