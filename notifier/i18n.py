@@ -39,7 +39,6 @@ class Formatter:
         self._time = parse_pattern(time_short)
         self._datetime = parse_pattern(joiner.replace("{1}", date_long).replace("{0}", time_short))
         self._month = parse_pattern("LLLL y")
-        self._dates: dict[tuple[date, bool], str] = {}
 
     def _local(self, value: datetime | date) -> datetime | date:
         if isinstance(value, datetime):
@@ -50,16 +49,7 @@ class Formatter:
 
     def date(self, value: datetime | date, short: bool = False) -> str:
         local = self._local(value)
-        day = local.date() if isinstance(local, dt.datetime) else local
-        key = (day, short)
-        text = self._dates.get(key)
-        if text is None:  # a nightly batch has a handful of distinct days: format each once
-            pattern = self._date_short if short else self._date
-            text = str(pattern.apply(day, self.locale))
-            if len(self._dates) > 4096:
-                self._dates.clear()
-            self._dates[key] = text
-        return text
+        return _day(self, local.date() if isinstance(local, dt.datetime) else local, short)
 
     def datetime(self, value: dt.datetime) -> str:
         local = self._local(value)
@@ -104,6 +94,13 @@ class Formatter:
         from babel.lists import format_list
 
         return str(format_list([str(i) for i in items], locale=self.locale))
+
+
+@lru_cache(maxsize=8192)
+def _day(fmt: Formatter, day: date, short: bool) -> str:
+    """A nightly batch has a handful of distinct days: format each once."""
+    pattern = fmt._date_short if short else fmt._date
+    return str(pattern.apply(day, fmt.locale))
 
 
 @lru_cache(maxsize=8192)
