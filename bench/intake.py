@@ -2,9 +2,11 @@
 
 Against a running ``notifier serve`` (``--url`` and ``--token``), or one this script
 starts on loopback with a fresh database (the default; production settings: uvicorn,
-SQLite WAL with synchronous=FULL, so every 202 is a durable commit). Beside it, a
-plain FastAPI app under the same uvicorn settings whose endpoints only parse the body
-(the ceiling). Both get the same requests:
+SQLite WAL with synchronous=FULL, so every 202 is a durable commit, and large batches
+rendered by one intake process per core). Beside it, a plain FastAPI app under the same
+uvicorn settings whose endpoints only parse the body (the ceiling), and — when this
+script starts the server — the batch figure again with ``--intake-processes 0`` (all
+rendering in the server process). They get the same requests:
 
 * batch: ``--batches`` POSTs of ``--batch-size`` events each, ``--concurrency`` at once
   → events accepted per second;
@@ -100,7 +102,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def notifier_server(worker: bool) -> Iterator[tuple[str, str]]:
+def notifier_server(worker: bool, intake_processes: int | None = None) -> Iterator[tuple[str, str]]:
     """``notifier serve`` on loopback with a fresh var dir; yields (url, admin token)."""
     from notifier.api.store import open_store
     from notifier.pipeline import Pipeline
@@ -127,6 +129,7 @@ def notifier_server(worker: bool) -> Iterator[tuple[str, str]]:
             "NOTIFIER_CONFIG": str(Path(tmp) / "none.toml"),
         }
         env.pop("NOTIFIER_DATABASE_URL", None)
+        env.pop("NOTIFIER_INTAKE_PROCESSES", None)
         cmd = [
             sys.executable,
             "-m",
@@ -140,6 +143,8 @@ def notifier_server(worker: bool) -> Iterator[tuple[str, str]]:
             "warning",
             "--worker" if worker else "--no-worker",
         ]
+        if intake_processes is not None:
+            cmd += ["--intake-processes", str(intake_processes)]
         proc = subprocess.Popen(cmd, cwd=tmp, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -343,17 +348,24 @@ def single_bodies(run: str, n: int) -> list[bytes]:
     return [json.dumps(_event(run, i)).encode() for i in range(n)]
 
 
-async def measure(url: str, token: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+async def measure_batches(
+    url: str, token: str, args: argparse.Namespace, tag: str
+) -> dict[str, float]:
     run = f"{tag}-{uuid.uuid4().hex[:8]}"
     warm = batch_bodies(run + "-warm", 1, args.batch_size)
     await run_batches(url, token, warm, 1, args.batch_size)
-    batch = await run_batches(
+    return await run_batches(
         url,
         token,
         batch_bodies(run, args.batches, args.batch_size),
         args.concurrency,
         args.batch_size,
     )
+
+
+async def measure(url: str, token: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    run = f"{tag}-{uuid.uuid4().hex[:8]}"
+    batch = await measure_batches(url, token, args, tag)
     single = await run_single(
         url, token, single_bodies(run + "-s", int(args.rate * args.seconds) + 20), args.rate
     )
@@ -377,11 +389,14 @@ def main() -> None:
     if args.url and not args.token:
         ap.error("--url needs --token")
 
+    inline: dict[str, Any] | None = None
     if args.url:
         ours = asyncio.run(measure(args.url.rstrip("/"), args.token, args, "ours"))
     else:
         with notifier_server(args.worker) as (url, token):
             ours = asyncio.run(measure(url, token, args, "ours"))
+        with notifier_server(args.worker, intake_processes=0) as (url, token):
+            inline = asyncio.run(measure_batches(url, token, args, "inline"))
     with ceiling_server() as url:
         ceiling = asyncio.run(measure(url, "none", args, "ceiling"))
 
@@ -390,6 +405,7 @@ def main() -> None:
         "single_p50_ms": round(ours["single"]["p50_ms"], 2),
         "single_p99_ms": round(ours["single"]["p99_ms"], 2),
         "ceiling_events_per_s": round(ceiling["batch"]["events_per_s"], 1),
+        "batch_inline_events_per_s": round(inline["events_per_s"], 1) if inline else None,
         "ceiling_single_p50_ms": round(ceiling["single"]["p50_ms"], 2),
         "ceiling_single_p99_ms": round(ceiling["single"]["p99_ms"], 2),
         "single_rate": args.rate,
@@ -411,6 +427,11 @@ def main() -> None:
         f"{'batch events/s':28}{result['batch_events_per_s']:>12,.0f}"
         f"{result['ceiling_events_per_s']:>12,.0f}   target ≥ 3,000"
     )
+    if inline is not None:
+        print(
+            f"{'  … rendered in-process':28}{result['batch_inline_events_per_s']:>12,.0f}"
+            "               (--intake-processes 0)"
+        )
     print(
         f"{f'single p50 ms @ {args.rate:g}/s':28}{result['single_p50_ms']:>12.2f}"
         f"{result['ceiling_single_p50_ms']:>12.2f}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -60,6 +61,14 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Also run the delivery worker")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+    intake_processes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes that validate and render large batches; 0: in this process "
+            "[default: NOTIFIER_INTAKE_PROCESSES, else one per core]",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API, the preview pages and (by default) the delivery worker."""
     import uvicorn
@@ -73,7 +82,13 @@ def serve(
         stream=sys.stderr,
     )
     try:
-        app = create_app(settings, run_worker=worker, warm_up=True)
+        if intake_processes is None and not os.environ.get("NOTIFIER_INTAKE_PROCESSES"):
+            from .outbox.intake import auto_processes
+
+            intake_processes = auto_processes()
+        app = create_app(
+            settings, run_worker=worker, warm_up=True, intake_processes=intake_processes
+        )
     except NotifierError as exc:
         _fail(str(exc), 2)
     config = uvicorn.Config(

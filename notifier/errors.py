@@ -32,8 +32,21 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class NotifierError(Exception):
     """Base of every error notifier raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle by state, not by calling ``__init__`` again: subclasses take other
+        # arguments than ``args`` holds (intake renders in worker processes, whose
+        # errors — ValidationError with its field list, notes included — come back here).
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
 class ConfigError(NotifierError):

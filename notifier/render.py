@@ -22,7 +22,7 @@ import contextvars
 import functools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -165,25 +165,36 @@ def g_plural(ctx: Any, count: int, one: str, other: str) -> str:
     return _memo(ctx).fmt.plural(count, one, other)
 
 
-_SPACES = re.compile(r"[ \t\r\n]+")
-
-
 @functools.lru_cache(maxsize=8)
 def _wrap_pattern(width: int) -> re.Pattern[str]:
     # a line: up to ``width`` characters ending before a space; or one longer word
     return re.compile(r"[^ ].{0," + str(width - 1) + r"}(?= |$)|[^ ]+")
 
 
+def _collapse_spaces(text: str) -> str:
+    r"""Each run of ASCII spaces, tabs and line breaks → one space, none at the ends.
+
+    The same as ``re.sub(r"[ \t\r\n]+", " ", text).strip(" ")``, but with str methods:
+    the regex replaced every single space of a paragraph, ~5 µs a paragraph."""
+    for char in "\n\r\t":
+        if char in text:
+            text = text.replace(char, " ")
+    if "  " in text:
+        return " ".join([word for word in text.split(" ") if word])
+    return text.strip(" ")
+
+
 def _wrap(text: str, width: int = TEXT_WIDTH) -> str:
     """Greedy word wrap on ASCII spaces only: never breaks a word (URLs stay whole)
     nor at a no-break space (``12,50\u00a0€`` stays together)."""
-    text = _SPACES.sub(" ", text).strip(" ")
+    text = _collapse_spaces(text)
     if len(text) <= width:
         return text
     return "\n".join(_wrap_pattern(width).findall(text))
 
 
-_BLANKS = re.compile(r"\n{3,}")
+# not ``\n{3,}``: a literal prefix lets the regex engine skip ahead (~8x faster)
+_BLANKS = re.compile(r"\n\n\n+")
 
 
 def _tidy(text: str) -> str:
@@ -192,7 +203,9 @@ def _tidy(text: str) -> str:
 
 
 def _chunks(body: str) -> Iterator[tuple[bool, str]]:
-    for chunk in body.replace("\r\n", "\n").split("\n\n"):
+    if "\r" in body:  # a one-character test is ~40x cheaper than the two-character replace
+        body = body.replace("\r\n", "\n")
+    for chunk in body.split("\n\n"):
         chunk = chunk.strip()
         if not chunk:
             continue
@@ -220,7 +233,7 @@ def html_paragraphs(body: str) -> Markup:
         if is_block:
             out.append(chunk.replace(BLOCK, ""))
         else:
-            out.append('<p style="margin:0 0 16px 0;">' + " ".join(chunk.split("\n")) + "</p>")
+            out.append('<p style="margin:0 0 16px 0;">' + chunk.replace("\n", " ") + "</p>")
     return Markup("\n".join(out))
 
 
@@ -442,12 +455,44 @@ def _sized_filter(func: Callable[..., Any], limit: int) -> Callable[..., Any]:
     return wrapper
 
 
-class _BoundedSandbox(SandboxedEnvironment):
+class _Environment(jinja2.Environment):
+    """Templates get their globals as a plain dict rather than Jinja's ``ChainMap``:
+    each render copies them into its context, and copying a ``ChainMap`` goes key by
+    key in Python (~7 µs a template render, two renders a message). The price, that
+    globals changed after a template is loaded do not reach it, is one Jinja asks to
+    avoid anyway; :func:`_make_env` sets them all before any template loads."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
+class _BoundedSandbox(_Environment, SandboxedEnvironment):
     """Jinja's sandbox (no attribute escapes), plus bounds on work and size: loop
     iterations and calls count against a per-render budget with a deadline; ``*``,
     ``**``, ``+``, ``~``, filters and calls refuse huge arguments and results."""
 
     intercepted_binops = frozenset({"*", "**", "+"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._safe_attributes: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Jinja's verdict, remembered per (type, attribute name): it depends on nothing
+        else (the name, and ``isinstance`` against Python's internal types), yet costs
+        ~0.5 µs, and the stock layout reads some 70 brand attributes a message. An
+        object whose ``__class__`` is not its type (a proxy) is judged every time, as
+        ``isinstance`` looks at ``__class__``; the memo is cleared if names pile up."""
+        cls = type(obj)
+        if obj.__class__ is not cls:
+            return super().is_safe_attribute(obj, attr, value)
+        key = (cls, attr)
+        safe = self._safe_attributes.get(key)
+        if safe is None:
+            if len(self._safe_attributes) >= 4096:
+                self._safe_attributes.clear()
+            safe = self._safe_attributes[key] = super().is_safe_attribute(obj, attr, value)
+        return safe
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> jinja_nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -473,7 +518,7 @@ class _BoundedSandbox(SandboxedEnvironment):
 
 
 def _make_env(search_path: list[Path], mode: str, sandboxed: bool) -> jinja2.Environment:
-    cls: type[jinja2.Environment] = _BoundedSandbox if sandboxed else jinja2.Environment
+    cls: type[jinja2.Environment] = _BoundedSandbox if sandboxed else _Environment
     env = cls(
         loader=jinja2.FileSystemLoader([str(p) for p in search_path], encoding="utf-8"),
         autoescape=(mode == "html"),

@@ -6,6 +6,7 @@ logged. All state lives under ``var_dir`` (database, keys, captured mail).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tomllib
@@ -79,11 +80,20 @@ class Settings:
         except FileNotFoundError:
             pass
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_hex(32).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(value)
-        return value
+        # written aside, then linked into place: a concurrent process (the intake
+        # workers start together) either makes it first or reads the complete file
+        tmp = path.with_name(f".secret.key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_hex(32).encode())
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+        return path.read_bytes().strip()
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, config: Path | None = None) -> Settings:

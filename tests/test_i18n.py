@@ -48,3 +48,14 @@ def test_numbers_and_percent() -> None:
     assert formatter("fi", "Europe/Helsinki").number(1234567) == f"1{NBSP}234{NBSP}567"
     assert formatter("en", "Europe/Helsinki").percent(Decimal("12.5")) == "12.5%"
     assert formatter("fi", "Europe/Helsinki").percent(12.5) == f"12,5{NBSP}%"
+
+
+def test_plural_forms_of_exact_ints_only_are_remembered() -> None:
+    en = formatter("en", "Europe/Helsinki")
+    for _ in range(2):  # the second round comes from the cache
+        assert en.plural(1, "day", "days") == "1 day"
+        assert en.plural(21, "day", "days") == "21 days"
+    # a template may pass any number; CLDR sees visible decimals, so 1.0 is not "one"
+    # though it hashes like 1
+    assert en.plural(Decimal("1.0"), "day", "days") == "1 days"  # type: ignore[arg-type]
+    assert formatter("fi", "Europe/Helsinki").plural(21, "päivä", "päivää") == "21 päivää"

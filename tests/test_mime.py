@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
 import email.policy
@@ -161,3 +162,11 @@ def test_no_input_can_create_a_header(pipeline: Pipeline, name: str, registrar: 
     msg = parse(out.data)
     assert {k.lower() for k in msg.keys()} == EXPECTED_HEADERS
     assert " ".join(str(msg["Subject"]).split()) == " ".join((registrar or "x").split())
+
+
+@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 114, 1000])
+def test_base64_lines_are_76_characters_and_crlf(size: int) -> None:
+    text = "ä" * size
+    enc = base64.b64encode(text.encode("utf-8"))
+    expected = b"".join(enc[i : i + 76] + b"\r\n" for i in range(0, len(enc), 76))
+    assert mime._b64(text) == expected

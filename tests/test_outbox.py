@@ -28,6 +28,7 @@ from notifier.errors import Conflict, RenderError, StorageError, ValidationError
 from notifier.fields import domain_to_ascii
 from notifier.keys import KeyStore
 from notifier.outbox import (
+    Accepted,
     Claim,
     Delivery,
     InvalidState,
@@ -272,9 +273,9 @@ def test_batch_validation_errors_name_each_field_and_store_nothing(box: Outbox) 
         box.accept_batch([reminder(i) for i in range(box.config.max_batch + 1)])
 
 
-def test_render_error_reaches_the_caller_and_nothing_is_stored(
-    box: Outbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def explodes_at_13(box: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering the reminder with ``days_left == 13`` fails (a broken template)."""
     real = box.pipeline.compose
 
     def compose(event: Any, **kw: Any) -> Any:
@@ -283,10 +284,42 @@ def test_render_error_reaches_the_caller_and_nothing_is_stored(
         return real(event, **kw)
 
     monkeypatch.setattr(box.pipeline, "compose", compose)
+
+
+@pytest.mark.usefixtures("explodes_at_13")
+def test_render_error_reaches_the_caller_and_nothing_is_stored(box: Outbox) -> None:
     with pytest.raises(RenderError, match="exploded") as info:
         box.accept_batch([reminder(12), reminder(13)])
     assert "events[1]" in " ".join(info.value.__notes__)
     assert count(box) == 0
+
+
+@pytest.mark.usefixtures("explodes_at_13")
+def test_accept_each_stores_the_good_items_and_returns_each_bad_ones_error(box: Outbox) -> None:
+    box.accept(reminder(5, key="k"))
+    bad = reminder(2)
+    del bad["data"]["expires_at"]
+    results = box.accept_each(
+        [reminder(1), bad, reminder(13), reminder(6, key="k"), reminder(5, key="k"), reminder(7)]
+    )
+    first, invalid, unrenderable, conflict, duplicate, last = results
+    assert isinstance(first, Accepted) and not first.duplicate
+    assert isinstance(invalid, ValidationError)
+    assert [e.loc for e in invalid.errors] == ["events[1].data.expires_at"]
+    assert isinstance(unrenderable, RenderError)
+    assert "while rendering events[2]" in unrenderable.__notes__
+    assert isinstance(conflict, Conflict)
+    assert isinstance(duplicate, Accepted) and duplicate.duplicate
+    assert isinstance(last, Accepted) and not last.duplicate
+    assert count(box) == 3
+    # nothing good: nothing stored, every error returned
+    only_bad = box.accept_each([bad, reminder(13)], prefix="items")
+    assert [type(r) for r in only_bad] == [ValidationError, RenderError]
+    assert only_bad[0].errors[0].loc == "items[0].data.expires_at"  # type: ignore[union-attr]
+    assert box.accept_each([]) == []
+    assert count(box) == 3
+    with pytest.raises(ValidationError):
+        box.accept_each([reminder(i) for i in range(box.config.max_batch + 1)])
 
 
 # --- idempotency ---------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import re
 import shutil
+import types
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,14 @@ from notifier import events
 from notifier.brands import BrandRegistry
 from notifier.errors import RenderError, TemplateNotFound
 from notifier.pipeline import Pipeline
-from notifier.render import Renderer, html_paragraphs, sample_event, text_paragraphs
+from notifier.render import (
+    Renderer,
+    _BoundedSandbox,
+    _collapse_spaces,
+    html_paragraphs,
+    sample_event,
+    text_paragraphs,
+)
 from notifier.settings import PROJECT_ROOT, Secret, Settings
 
 CASES = [
@@ -105,7 +115,40 @@ def test_paragraph_helpers() -> None:
     assert "https://example.com/" + "x" * 100 in wrapped  # URLs are never broken
 
 
+def test_collapse_spaces_matches_the_regex_it_replaces() -> None:
+    slow = re.compile(r"[ \t\r\n]+")
+    for text in ["", " ", "a", " a  b\t\tc\r\nd ", "x\u00a0€ \n y", "\n\n", "a \x0b b", " a b "]:
+        assert _collapse_spaces(text) == slow.sub(" ", text).strip(" ")
+
+
 # --- brand overrides run in the sandbox -------------------------------------------
+
+
+def test_sandbox_attribute_verdicts_stay_the_same_when_remembered() -> None:
+    env = _BoundedSandbox()
+
+    def gen() -> Generator[int, None, None]:
+        yield 1
+
+    g = gen()
+    for _ in range(2):  # the second round comes from the memo
+        assert env.is_safe_attribute(g, "gi_running", None)
+        assert not env.is_safe_attribute(g, "gi_frame", None)
+        assert not env.is_safe_attribute("s", "__class__", str)
+        assert not env.is_safe_attribute("s", "_x", None)
+
+    class Disguised:
+        """Claims another class: ``isinstance`` believes it, so no per-type verdict."""
+
+        def __init__(self, cls: type) -> None:
+            self.cls = cls
+
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            return self.cls
+
+    assert env.is_safe_attribute(Disguised(Disguised), "gi_frame", None)
+    assert not env.is_safe_attribute(Disguised(types.GeneratorType), "gi_frame", None)
 
 
 def _brand_with_override(tmp_path: Path, template: str, name: str = "domain.renewed") -> Pipeline:

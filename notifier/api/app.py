@@ -88,12 +88,15 @@ def create_app(
     pipeline: Pipeline | None = None,
     run_worker: bool = False,
     warm_up: bool = False,
+    intake_processes: int | None = None,
 ) -> FastAPI:
-    """The ASGI app. ``store`` defaults to the outbox in ``settings.database``;
+    """The ASGI app. ``store`` defaults to the outbox in ``settings.database``, with
+    ``intake_processes`` rendering large batches (default ``NOTIFIER_INTAKE_PROCESSES``);
     ``run_worker`` also runs the delivery worker in this process, and ``warm_up``
-    compiles every template before the first request (``notifier serve`` does both)."""
+    compiles every template and starts the intake processes before the first request
+    (``notifier serve`` does both)."""
     pipeline = pipeline or Pipeline(settings)
-    store = store or open_store(settings, pipeline)
+    store = store or open_store(settings, pipeline, intake_processes=intake_processes)
     tokens = tokens or TokenStore(store)
 
     @contextlib.asynccontextmanager
@@ -106,6 +109,10 @@ def create_app(
             log.warning("the outbox is not reachable yet (%s); /readyz says so", exc)
         if warm_up:
             await asyncio.to_thread(_warm_up, pipeline)
+            try:
+                await asyncio.to_thread(store.start)
+            except StorageError as exc:
+                log.warning("intake processes not started (%s)", exc)
         if run_worker:
             worker_task = asyncio.create_task(_run_worker(settings, store, stop))
         try:

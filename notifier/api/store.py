@@ -7,11 +7,10 @@ Two things the outbox does not offer directly are built here from its own
 transactions: message search with cursor pagination, and the per-brand / per-event
 counts and latency histogram behind ``/metrics``.
 
-The outbox accepts a batch atomically — one invalid item rejects all. The HTTP batch
-endpoint promises the opposite (one bad item never rejects the others), so
-:meth:`OutboxStore.accept_batch` drops the items the outbox names as invalid and
-commits the rest in one transaction; on a render error or an idempotency conflict
-(rare) it falls back to one transaction per item to isolate the culprit.
+The HTTP batch endpoint promises that one bad item never rejects the others:
+:meth:`OutboxStore.accept_batch` uses the outbox's ``accept_each``, which stores the
+valid items in one transaction and returns each bad item's error in its place. Large
+batches are validated and rendered on every core (:mod:`notifier.outbox.intake`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import functools
 import json
 import re
@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
-from ..errors import Conflict, FieldError, NotifierError, StorageError, ValidationError
+from ..errors import FieldError, NotifierError, StorageError, ValidationError
 from ..settings import Settings
 
 T = TypeVar("T")
@@ -107,6 +107,8 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...
 
+    def start(self) -> None: ...
+
     async def close(self) -> None: ...
 
     def transaction(self, write: bool = True) -> contextlib.AbstractContextManager[Any]: ...
@@ -144,6 +146,9 @@ class Unavailable:
 
     async def ping(self) -> None:
         raise self._fail()
+
+    def start(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None
@@ -264,49 +269,15 @@ class OutboxStore:
         return await self._run(self._accept_batch, list(raws))
 
     def _accept_batch(self, raws: list[Any]) -> list[Accepted | NotifierError]:
-        results: list[Accepted | NotifierError | None] = [None] * len(raws)
-        pending = list(range(len(raws)))
-        while pending:
-            try:
-                done = self.outbox.accept_batch([raws[i] for i in pending], prefix="events")
-            except ValidationError as exc:
-                bad = _split_errors(exc, pending)
-                if not bad:
-                    raise
-                for index, errors in bad.items():
-                    results[index] = ValidationError(errors)
-                pending = [i for i in pending if i not in bad]
-                continue
-            except StorageError as exc:
-                if not isinstance(exc, Conflict):
-                    raise
-                self._one_by_one(raws, pending, results)
-                break
-            except NotifierError:
-                self._one_by_one(raws, pending, results)
-                break
-            for i, accepted in zip(pending, done, strict=True):
-                results[i] = _accepted(accepted)
-            break
-        assert all(r is not None for r in results)
-        return [r for r in results if r is not None]
+        return [
+            r if isinstance(r, NotifierError) else _accepted(r)
+            for r in self.outbox.accept_each(raws, prefix="events")
+        ]
 
-    def _one_by_one(
-        self, raws: list[Any], pending: list[int], results: list[Accepted | NotifierError | None]
-    ) -> None:
-        for i in pending:
-            try:
-                results[i] = _accepted(self.outbox.accept(raws[i]))
-            except ValidationError as exc:
-                results[i] = ValidationError(
-                    [FieldError(f"events[{i}].{e.loc}", e.message) for e in exc.errors]
-                )
-            except StorageError as exc:
-                if not isinstance(exc, Conflict):
-                    raise
-                results[i] = exc
-            except NotifierError as exc:
-                results[i] = exc
+    def start(self) -> None:
+        """Open the outbox and start its intake workers, if it has any (at start-up, so
+        that the first large batch does not wait for them)."""
+        self.outbox.preparer.start()
 
     # --- reading ---------------------------------------------------------------------
 
@@ -517,25 +488,20 @@ def _accepted(result: Any) -> Accepted:
     )
 
 
-def _split_errors(exc: ValidationError, pending: list[int]) -> dict[int, list[FieldError]]:
-    """The outbox's batch errors (``events[3].data…``, 3 = position among ``pending``)
-    by original item index, renamed to that index."""
-    out: dict[int, list[FieldError]] = {}
-    for err in exc.errors:
-        m = _ITEM.match(err.loc)
-        if not m or int(m.group(1)) >= len(pending):
-            return {}
-        index = pending[int(m.group(1))]
-        out.setdefault(index, []).append(
-            FieldError(f"events[{index}]" + err.loc[m.end() :], err.message)
-        )
-    return out
-
-
-def open_store(settings: Settings, pipeline: Any = None) -> Store:
-    """The outbox behind :class:`Store`, or :class:`Unavailable` saying why not."""
+def open_store(
+    settings: Settings, pipeline: Any = None, *, intake_processes: int | None = None
+) -> Store:
+    """The outbox behind :class:`Store`, or :class:`Unavailable` saying why not.
+    ``intake_processes`` overrides ``NOTIFIER_INTAKE_PROCESSES``."""
     try:
-        from ..outbox import open_outbox
+        from ..outbox import OutboxConfig, open_outbox
     except ImportError as exc:  # pragma: no cover - a build without the outbox
         return Unavailable(f"the outbox is not available in this build ({exc})")
-    return OutboxStore(lambda: open_outbox(settings, pipeline))
+
+    def opener() -> Any:
+        config = OutboxConfig.from_env()
+        if intake_processes is not None:
+            config = dataclasses.replace(config, intake_processes=intake_processes)
+        return open_outbox(settings, pipeline, config)
+
+    return OutboxStore(opener)

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from ..brands import Brand
     from ..pipeline import Composed, Pipeline
     from ..render import Event
+    from .intake import Preparer
 
 log = logging.getLogger("notifier.outbox")
 
@@ -117,6 +118,16 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def _processes(text: str, what: str) -> int:
+    if text.strip().lower() == "auto":
+        from .intake import auto_processes
+
+        return auto_processes()
+    if not text.strip().isdigit():
+        raise NotifierError(f"{what}: a number of processes, or auto")
+    return int(text)
+
+
 def _durations(text: str, what: str) -> tuple[float, ...]:
     return tuple(parse_duration(part, what) for part in text.split(",") if part.strip())
 
@@ -146,6 +157,9 @@ class OutboxConfig:
     busy_timeout: float = 5.0
     #: largest accepted batch
     max_batch: int = 1000
+    #: worker processes that validate and render large batches (0: in-process; see
+    #: :mod:`notifier.outbox.intake`). ``notifier serve`` uses one per core.
+    intake_processes: int = 0
 
     def __post_init__(self) -> None:
         if not self.retry_delays and not self.retry_interval:
@@ -165,6 +179,8 @@ class OutboxConfig:
             raise NotifierError("lease and retention must be positive")
         if self.max_batch < 1:
             raise NotifierError("max_batch must be at least 1")
+        if self.intake_processes < 0:
+            raise NotifierError("intake_processes must not be negative")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OutboxConfig:
@@ -172,7 +188,8 @@ class OutboxConfig:
         ``NOTIFIER_RETRY_JITTER=0.1``, ``NOTIFIER_MAX_LIFETIME=4d``,
         ``NOTIFIER_EVENT_LIFETIMES=transfer.auth_code=1d,…``, ``NOTIFIER_LEASE=15m``,
         ``NOTIFIER_RETENTION=730d``, ``NOTIFIER_DB_BUSY_TIMEOUT=5s``,
-        ``NOTIFIER_MAX_BATCH=1000``."""
+        ``NOTIFIER_MAX_BATCH=1000``, ``NOTIFIER_INTAKE_PROCESSES=2`` (or ``auto``: one per
+        core)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         if text := env.get("NOTIFIER_RETRY_DELAYS"):
@@ -206,6 +223,8 @@ class OutboxConfig:
             if not text.isdigit():
                 raise NotifierError("NOTIFIER_MAX_BATCH: must be an integer")
             values["max_batch"] = int(text)
+        if text := env.get("NOTIFIER_INTAKE_PROCESSES"):
+            values["intake_processes"] = _processes(text, "NOTIFIER_INTAKE_PROCESSES")
         return cls(**values)
 
     # --- the retry schedule ---------------------------------------------------------
@@ -482,7 +501,12 @@ def expired(claim: Claim, now: float) -> Decision:
 # --- canonical values for hashes and natural keys --------------------------------------
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _canon(value: Any) -> Any:
+    if type(value) in _PLAIN:  # most values: checked first, the hash is on every accept
+        return value
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
@@ -598,6 +622,53 @@ def plan(pipeline: Pipeline, event: Event) -> Planned:
     if via_platform and decision.envelope_domain:
         mail_from = f"{mail_from.rpartition('@')[0]}@{decision.envelope_domain}"
     return Planned(composed, signer, mail_from, decision.hold, decision.reason)
+
+
+def prepare(pipeline: Pipeline, config: OutboxConfig, event: Event) -> _Prepared:
+    """A validated event → the row to insert (rendered, composed, planned)."""
+    planned = plan(pipeline, event)
+    out = planned.composed.outgoing
+    domain = event_domain(event)
+    key = event.idempotency_key
+    return _Prepared(
+        brand=event.brand_id,
+        sender_brand=planned.composed.brand.id,
+        sign_brand=planned.signer.id,
+        event=event.name,
+        mandatory=event.spec.mandatory,
+        domain=domain,
+        recipient=out.rcpt_to.lower(),
+        language=planned.composed.rendered.language,
+        idempotency_key=key,
+        request_hash=request_hash(event),
+        dedupe_key=None if key else natural_key(event, domain),
+        message_id=out.message_id,
+        mail_from=planned.mail_from,
+        rcpt_to=out.rcpt_to,
+        data=out.data,
+        data_sha256=out.sha256,
+        held=planned.held,
+        hold_reason=planned.reason if planned.held else None,
+        lifetime=config.lifetime(event.name),
+        cancels=tuple(event.spec.cancels),
+    )
+
+
+def prepare_raw(
+    pipeline: Pipeline, config: OutboxConfig, raw: Any, loc: str
+) -> _Prepared | NotifierError:
+    """Validate and :func:`prepare` one raw event; its error is returned, not raised
+    (a render error carries a note naming ``loc``)."""
+    try:
+        event = pipeline.validate(raw, loc)
+    except ValidationError as exc:
+        return exc
+    try:
+        return prepare(pipeline, config, event)
+    except NotifierError as exc:
+        if loc:
+            exc.add_note(f"while rendering {loc}")
+        return exc
 
 
 # --- the contract ------------------------------------------------------------------------
@@ -716,6 +787,18 @@ class Outbox(ABC):
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
         self._sql_cache: dict[str, str] = {}
+        self.preparer = self._preparer()
+
+    def _preparer(self) -> Preparer:
+        from .intake import InlinePreparer, PoolPreparer
+
+        inline = InlinePreparer(self.pipeline, self.config)
+        if self.config.intake_processes < 1:
+            return inline
+        # the workers build their pipeline from the same settings
+        return PoolPreparer(
+            self.pipeline.settings, self.config, self.config.intake_processes, inline
+        )
 
     # --- backend hooks --------------------------------------------------------------
 
@@ -817,6 +900,7 @@ class Outbox(ABC):
         return False
 
     def close(self) -> None:
+        self.preparer.close()
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
@@ -841,70 +925,52 @@ class Outbox(ABC):
 
     def accept(self, raw: Any) -> Accepted:
         """Validate, render and store one event; return its id (or the existing one)."""
-        return self._accept([raw], [""])[0]
+        return self._accepted(self._accept([raw], [""]))[0]
 
     def accept_batch(self, raws: Any, prefix: str = "events") -> list[Accepted]:
         """Accept several events atomically: any invalid event (errors name
         ``events[3].data.expires_at``), render error or idempotency conflict rejects the
         whole batch and stores nothing."""
+        return self._accepted(self._accept(*self._items(raws, prefix)))
+
+    def accept_each(self, raws: Any, prefix: str = "events") -> list[Accepted | NotifierError]:
+        """Accept several events, each on its own merits: the valid ones are stored in one
+        transaction; an invalid item, a render error or an idempotency conflict is that
+        item's result (errors name ``events[3].data.expires_at``) and stores nothing of
+        it. A storage failure raises and stores nothing at all."""
+        return self._accept(*self._items(raws, prefix), atomic=False)
+
+    def _items(self, raws: Any, prefix: str) -> tuple[list[Any], list[str]]:
         if not isinstance(raws, Sequence) or isinstance(raws, str | bytes):
             raise ValidationError([FieldError(prefix or "body", "must be a list of events")])
-        if not raws:
-            return []
         if len(raws) > self.config.max_batch:
             raise ValidationError(
                 [FieldError(prefix or "body", f"at most {self.config.max_batch} events per batch")]
             )
-        return self._accept(list(raws), [f"{prefix}[{i}]" for i in range(len(raws))])
+        return list(raws), [f"{prefix}[{i}]" for i in range(len(raws))]
 
-    def _accept(self, raws: list[Any], locs: list[str]) -> list[Accepted]:
-        events: list[Event] = []
-        errors: list[FieldError] = []
-        for raw, loc in zip(raws, locs, strict=True):
-            try:
-                events.append(self.pipeline.validate(raw, loc))
-            except ValidationError as exc:
-                errors.extend(exc.errors)
-        if errors:
-            raise ValidationError(errors)
-        prepared = []
-        for event, loc in zip(events, locs, strict=True):
-            try:
-                prepared.append(self._prepare(event))
-            except NotifierError as exc:
-                if loc:
-                    exc.add_note(f"while rendering {loc}")
-                raise
-        with self.transaction() as cur:
-            return self._store(cur, prepared)
+    @staticmethod
+    def _accepted(results: list[Accepted | NotifierError]) -> list[Accepted]:
+        # atomic: any error was raised before anything was stored
+        return [r for r in results if isinstance(r, Accepted)]
 
-    def _prepare(self, event: Event) -> _Prepared:
-        planned = plan(self.pipeline, event)
-        out = planned.composed.outgoing
-        domain = event_domain(event)
-        key = event.idempotency_key
-        return _Prepared(
-            brand=event.brand_id,
-            sender_brand=planned.composed.brand.id,
-            sign_brand=planned.signer.id,
-            event=event.name,
-            mandatory=event.spec.mandatory,
-            domain=domain,
-            recipient=out.rcpt_to.lower(),
-            language=planned.composed.rendered.language,
-            idempotency_key=key,
-            request_hash=request_hash(event),
-            dedupe_key=None if key else natural_key(event, domain),
-            message_id=out.message_id,
-            mail_from=planned.mail_from,
-            rcpt_to=out.rcpt_to,
-            data=out.data,
-            data_sha256=out.sha256,
-            held=planned.held,
-            hold_reason=planned.reason if planned.held else None,
-            lifetime=self.config.lifetime(event.name),
-            cancels=tuple(event.spec.cancels),
-        )
+    def _accept(
+        self, raws: list[Any], locs: list[str], atomic: bool = True
+    ) -> list[Accepted | NotifierError]:
+        outcomes = self.preparer.prepare(raws, locs)
+        if atomic:
+            invalid = [e for o in outcomes if isinstance(o, ValidationError) for e in o.errors]
+            if invalid:
+                raise ValidationError(invalid)
+            for outcome in outcomes:
+                if isinstance(outcome, NotifierError):
+                    raise outcome
+        ready = [o for o in outcomes if isinstance(o, _Prepared)]
+        stored: Iterator[Accepted | NotifierError] = iter(())
+        if ready:
+            with self.transaction() as cur:
+                stored = iter(self._store(cur, ready, atomic))
+        return [next(stored) if isinstance(o, _Prepared) else o for o in outcomes]
 
     def _suppressed_set(
         self, cur: Cursor, pairs: Iterable[tuple[str, str]]
@@ -925,7 +991,13 @@ class Outbox(ABC):
                 found.update((brand, row[0]) for row in rows)
         return found
 
-    def _store(self, cur: Cursor, items: list[_Prepared]) -> list[Accepted]:
+    def _store(
+        self, cur: Cursor, items: list[_Prepared], atomic: bool = True
+    ) -> list[Accepted | NotifierError]:
+        """Insert ``items``; an item already stored (idempotency key, natural key) returns
+        the existing message. A key reused for another request raises :class:`Conflict`
+        (``atomic``: the transaction rolls back) or is that item's result (nothing of it
+        was inserted: ``ON CONFLICT DO NOTHING``)."""
         now = self.clock()
         suppressed = self._suppressed_set(
             cur, ((p.brand, p.recipient) for p in items if not p.mandatory)
@@ -958,11 +1030,16 @@ class Outbox(ABC):
             "ON CONFLICT DO NOTHING RETURNING id",
             rows,
         )
-        results: list[Accepted] = []
+        results: list[Accepted | NotifierError] = []
         bodies: list[tuple[int, bytes]] = []
         for p, status, returned in zip(items, statuses, inserted, strict=True):
             if not returned:
-                results.append(self._existing(cur, p))
+                try:
+                    results.append(self._existing(cur, p))
+                except StorageError as exc:
+                    if atomic:
+                        raise
+                    results.append(exc)
                 continue
             new_id = int(returned[0][0])
             bodies.append((new_id, p.data))

@@ -429,6 +429,25 @@ def test_batch_of_a_thousand(client: TestClient, tokens: Tokens) -> None:
     assert len({x["id"] for x in r.json()["results"]}) == 1000
 
 
+def test_batch_rendered_in_worker_processes(settings: Settings) -> None:
+    app = create_app(settings, intake_processes=2, warm_up=True)
+    with TestClient(app) as c:
+        preparer = app.state.store.outbox.preparer
+        assert preparer._pool is not None  # started with the app (warm_up)
+        h = {"Authorization": f"Bearer {app.state.tokens.create(['admin'])[1]}"}
+        items = [event(key=f"p{i}", email=f"p{i}@example.fi") for i in range(200)]
+        items[150]["data"]["expires_at"] = "soon"
+        r = c.post("/v1/events/batch", json={"events": items}, headers=h)
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert r.json()["accepted"] == 199
+        assert results[150]["detail"][0]["field"] == "events[150].data.expires_at"
+        again = c.post("/v1/events/batch", json={"events": items}, headers=h).json()
+        assert again["duplicates"] == 199
+        assert [x.get("id") for x in again["results"]] == [x.get("id") for x in results]
+    assert preparer._pool is None  # stopped with the app
+
+
 # --- messages ------------------------------------------------------------------------------
 
 

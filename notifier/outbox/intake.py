@@ -1,0 +1,189 @@
+"""Turning raw events into messages ready to store: in this process, or on every core.
+
+Accepting an event means validating and rendering it (a render error must reach the
+caller), which costs about half a millisecond of CPU per event, all in Python. One
+process uses one core, so a batch of a thousand events would leave the others idle;
+:class:`PoolPreparer` splits large batches over worker processes, each with its own
+:class:`~notifier.pipeline.Pipeline` built from the same settings, and gathers the
+results in order. Only CPU work goes to the workers: storing stays in the caller's
+transaction, so durability and idempotency do not depend on them.
+
+Small lists (a single event, a small group commit) stay in-process, where a round trip
+to a worker would cost more than it saves. A worker that dies (killed, out of memory)
+breaks the pool: the batch is then prepared in-process and a new pool is started on the
+next large batch, so a crash costs speed, never an accepted event.
+
+Each item comes back as a prepared message or as the error that item raised (a
+:class:`~notifier.errors.NotifierError`, pickled by state), so the caller decides
+whether one bad item rejects a batch (``Outbox.accept_batch``) or only itself
+(``Outbox.accept_each``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import NotifierError
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+    from ..settings import Settings
+    from .base import OutboxConfig, _Prepared
+
+log = logging.getLogger("notifier.outbox")
+
+#: lists shorter than this are prepared in-process
+POOL_MIN_ITEMS = 16
+#: smallest share of a list one worker task gets (fewer, larger tasks: less overhead)
+CHUNK_MIN_ITEMS = 32
+
+class Preparer(Protocol):
+    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
+        """One result per raw event, in order; ``locs`` prefix each item's error paths
+        (``events[3]``), ``""`` for a lone event."""
+        ...
+
+    def start(self) -> list[int]:
+        """Start any worker processes now; their process ids."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InlinePreparer:
+    """Validates and renders in the calling thread."""
+
+    def __init__(self, pipeline: Pipeline, config: OutboxConfig) -> None:
+        self.pipeline = pipeline
+        self.config = config
+
+    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
+        from .base import prepare_raw
+
+        return [
+            prepare_raw(self.pipeline, self.config, raw, loc)
+            for raw, loc in zip(raws, locs, strict=True)
+        ]
+
+    def start(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+def auto_processes() -> int:
+    """Worker processes for intake when not configured: one per core, none on one core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if cores and cores > 1 else 0
+
+
+class PoolPreparer:
+    """Prepares large lists in ``processes`` worker processes (``spawn``ed: the caller
+    runs threads, which ``fork`` must not copy); small ones via ``inline``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: OutboxConfig,
+        processes: int,
+        inline: InlinePreparer,
+        *,
+        min_items: int = POOL_MIN_ITEMS,
+    ) -> None:
+        if processes < 1:
+            raise ValueError("processes must be at least 1")
+        self.settings = settings
+        self.config = config
+        self.processes = processes
+        self.inline = inline
+        self.min_items = min_items
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self.settings, self.config),
+                )
+            return self._pool
+
+    def start(self) -> list[int]:
+        """Start the workers now (they take a second to import and load templates), so
+        the first large batch does not wait for them; return their process ids."""
+        pool = self._executor()
+        for future in [pool.submit(_ping) for _ in range(self.processes)]:
+            future.result()
+        pids = sorted(pool._processes or ())  # no public way to list them
+        log.info("intake: %d worker processes (%s)", self.processes, ", ".join(map(str, pids)))
+        return pids
+
+    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
+        if len(raws) < self.min_items:
+            return self.inline.prepare(raws, locs)
+        size = max(CHUNK_MIN_ITEMS, -(-len(raws) // (self.processes * 2)))
+        pool: ProcessPoolExecutor | None = None
+        try:
+            pool = self._executor()
+            futures: list[Future[list[_Prepared | NotifierError]]] = [
+                pool.submit(_prepare_chunk, list(raws[i : i + size]), list(locs[i : i + size]))
+                for i in range(0, len(raws), size)
+            ]
+            return [item for future in futures for item in future.result()]
+        except BrokenProcessPool as exc:
+            log.warning("intake worker process failed (%s); preparing in-process", exc)
+            self._discard(pool)
+            return self.inline.prepare(raws, locs)
+
+    def _discard(self, pool: ProcessPoolExecutor | None) -> None:
+        with self._lock:
+            if pool is not None and self._pool is pool:
+                self._pool = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the workers (like the outbox's connections, they start again on use)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- in the worker processes ---------------------------------------------------------
+
+_WORKER: InlinePreparer | None = None
+
+
+def _init_worker(settings: Settings, config: OutboxConfig) -> None:
+    global _WORKER
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when
+    # the pool stops (it shuts it down), the workers should not die mid-task first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from ..pipeline import Pipeline
+
+    _WORKER = InlinePreparer(Pipeline(settings), config)
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def _prepare_chunk(raws: list[Any], locs: list[str]) -> list[_Prepared | NotifierError]:
+    assert _WORKER is not None, "intake worker not initialised"
+    return _WORKER.prepare(raws, locs)
+
+
+__all__ = ["InlinePreparer", "PoolPreparer", "Preparer", "auto_processes"]
