@@ -41,9 +41,11 @@ from notifier.outbox import (
 from notifier.outbox.base import (
     DAY,
     HOUR,
+    LATENCY_BUCKETS,
     MINUTE,
     decide,
     dkim_identity,
+    latency_counter,
     parse_duration,
 )
 from notifier.pipeline import Pipeline
@@ -654,6 +656,73 @@ def test_stats(box: Outbox, clock: Clock) -> None:
     assert stats["total"] == 4 and stats["due"] == 2
     clock.advance(16 * MINUTE)
     assert box.stats()["expired_leases"] == 1
+
+
+def test_metrics_count_as_things_happen_and_never_go_down(
+    box: Outbox, clock: Clock, key_dir: Path
+) -> None:
+    R = "domain.renewal_reminder"
+    domain = "virtasenpuutarha.fi"
+    ids = [r.id for r in box.accept_batch([reminder(i) for i in range(3)])]
+    box.accept(reminder(9, domain=domain))
+    clock.advance(42)
+    claims = {c.id: c for c in box.claim("w", 3)}
+    box.complete("w", [
+        Delivery(ids[0], Status.SENT, attempt=OK),
+        signed_delivery(box, claims[ids[1]], key_dir, NO_USER, clock.now),
+        Delivery(ids[2], Status.DEFERRED, "451", clock.now + 300, attempt=BUSY),
+    ])
+    # cancels the 4th reminder; itself suppressed (the 550 5.1.1 above suppressed Aino)
+    box.accept(raw_event("domain.renewed", domain=domain))
+    m = box.metrics()
+    acme = {name: v for (b, e, name), v in m.counters.items() if (b, e) == ("acme", R)}
+    assert acme["accepted"] == 4 and acme["sent"] == 1 and acme["failed"] == 1
+    assert acme["cancelled"] == 1 and "deferred" not in acme
+    assert m.counters[("acme", "domain.renewed", "accepted")] == 1
+    assert m.counters[("acme", "domain.renewed", "suppressed")] == 1
+    # accept-to-sent: 42 s — in the 60 s bucket and above, not in the 30 s one
+    assert acme["latency_sum"] == pytest.approx(42.0)
+    assert latency_counter(30) not in acme
+    assert all(acme[latency_counter(b)] == 1 for b in LATENCY_BUCKETS if b >= 60)
+    assert m.live == {("acme", R, "deferred"): 1}
+    assert m.suppressed == {"acme": 1}
+    # a retried failure and purged history do not take anything back
+    box.retry(ids[1])
+    assert box.purge(now=clock.now + box.config.retention + DAY) == 3  # final ones
+    after = box.metrics()
+    assert dict(after.counters) == dict(m.counters)
+    assert after.total("accepted") == 5
+
+
+def test_counters_are_filled_from_an_older_database(
+    make_box: Callable[..., Outbox], clock: Clock
+) -> None:
+    box = make_box()
+    ids = [r.id for r in box.accept_batch([reminder(i) for i in range(3)])]
+    clock.advance(7)
+    box.claim("w", 2)
+    box.complete("w", [Delivery(i, Status.SENT, attempt=OK) for i in ids[:2]])
+    expected = dict(box.metrics().counters)
+    with box.transaction() as cur:  # a database from before the counters
+        cur.execute("DROP TABLE outbox_counters")
+        cur.execute("DELETE FROM outbox_meta WHERE key = 'counters'")
+    box.init_schema()
+    assert dict(box.metrics().counters) == pytest.approx(expected)
+    box.init_schema()  # once only
+    assert dict(box.metrics().counters) == pytest.approx(expected)
+
+
+def test_search_filters_newest_first(box: Outbox) -> None:
+    a = box.accept(reminder(1, to="Aino@Example.fi")).id
+    b = box.accept(raw_event("domain.nameservers_changed", brand="kustwebb")).id
+    c = box.accept(raw_event("domain.renewed")).id
+    assert [r.id for r in box.search()] == [c, b, a]
+    assert [r.id for r in box.search(brand="acme")] == [c, a]
+    assert [r.id for r in box.search(event="domain.renewal_reminder")] == [a]
+    assert [r.id for r in box.search(recipient="aino@EXAMPLE.fi", brand="acme")] == [c, a]
+    assert [r.id for r in box.search(before=c, limit=1)] == [b]
+    assert [r.id for r in box.search(status="held")] == [b]  # kustwebb: DNS unverified, hold
+    assert box.search(status="sent") == []
 
 
 # --- retry schedule (pure) -------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Prometheus text exposition (format 0.0.4), written by hand: no client library.
 
-Outbox figures (messages by brand, event and state, queue depth, accept-to-sent
-latency) come from the database at scrape time, so they are right whichever process
-did the work and survive restarts; HTTP request counts are this process's own.
+Outbox figures come from the database at scrape time, so they are right whichever
+process did the work and survive restarts: counters (accepted, sent, failed, …, and the
+accept-to-sent latency histogram) that the outbox adds to in the same transaction as
+the change they count — they never go down, not even when old messages are purged —
+and the messages still waiting, by state. HTTP request counts are this process's own.
 """
 
 from __future__ import annotations
@@ -113,42 +115,37 @@ class HttpMetrics:
         w.sample("notifier_process_start_time_seconds", round(self.started, 3))
 
 
+#: counters kept by the outbox → (metric, help)
+COUNTERS = (
+    ("accepted", "notifier_messages_accepted_total",
+     "Events accepted into the outbox, by brand and event."),
+    ("sent", "notifier_messages_sent_total", "Messages delivered (a 250 after the data)."),
+    ("failed", "notifier_messages_failed_total", "Messages given up on."),
+    ("suppressed", "notifier_messages_suppressed_total",
+     "Messages not sent because the address is suppressed."),
+    ("cancelled", "notifier_messages_cancelled_total",
+     "Reminders cancelled before sending (the domain was renewed, deleted or moved)."),
+)
+
+
 def write_stats(w: Writer, stats: Stats) -> None:
-    by_status: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
-    accepted: dict[tuple[str, str], int] = defaultdict(int)
-    for (brand, event, status), n in stats.messages.items():
-        by_status[status][(brand, event)] = n
-        accepted[(brand, event)] += n
-    w.family(
-        "notifier_messages_accepted_total",
-        "counter",
-        "Events accepted into the outbox, by brand and event.",
-    )
-    for (brand, event), n in sorted(accepted.items()):
-        w.sample("notifier_messages_accepted_total", n, {"brand": brand, "event": event})
+    for name, metric, text in COUNTERS:
+        w.family(metric, "counter", text)
+        for (brand, event, counted), n in sorted(stats.counters.items()):
+            if counted == name:
+                w.sample(metric, n, {"brand": brand, "event": event})
     w.family(
         "notifier_messages",
         "gauge",
-        "Messages in the outbox by brand, event and state "
-        "(queued, sending, deferred, sent, failed, suppressed, held).",
+        "Messages waiting in the outbox by brand, event and state "
+        "(queued, sending, deferred, held).",
     )
-    for status in sorted(by_status):
-        for (brand, event), n in sorted(by_status[status].items()):
-            w.sample("notifier_messages", n, {"brand": brand, "event": event, "status": status})
-    for status, name, text in (
-        ("sent", "notifier_messages_sent_total", "Messages delivered (a 250 after the data)."),
-        ("deferred", "notifier_messages_deferred", "Messages waiting for another attempt."),
-        ("failed", "notifier_messages_failed_total", "Messages given up on."),
-        (
-            "suppressed",
-            "notifier_messages_suppressed_total",
-            "Messages not sent because the address is suppressed.",
-        ),
-    ):
-        kind = "gauge" if status == "deferred" else "counter"
-        w.family(name, kind, text)
-        for (brand, event), n in sorted(by_status.get(status, {}).items()):
-            w.sample(name, n, {"brand": brand, "event": event})
+    for (brand, event, status), n in sorted(stats.live.items()):
+        w.sample("notifier_messages", n, {"brand": brand, "event": event, "status": status})
+    w.family("notifier_messages_deferred", "gauge", "Messages waiting for another attempt.")
+    for (brand, event, status), n in sorted(stats.live.items()):
+        if status == "deferred":
+            w.sample("notifier_messages_deferred", n, {"brand": brand, "event": event})
     w.family("notifier_suppressions", "gauge", "Suppressed addresses by brand and reason.")
     for (brand, reason), n in sorted(stats.suppressed.items()):
         w.sample("notifier_suppressions", n, {"brand": brand, "reason": reason})

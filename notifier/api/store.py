@@ -3,9 +3,8 @@
 :class:`OutboxStore` wraps :class:`notifier.outbox.Outbox` (synchronous, a connection
 per thread) and runs each call in a worker thread, at most :data:`THREADS` at once.
 
-Two things the outbox does not offer directly are built here from its own
-transactions: message search with cursor pagination, and the per-brand / per-event
-counts and latency histogram behind ``/metrics``.
+Message search pages with an opaque cursor over the outbox's ``search``; ``/metrics``
+reads the outbox's counters and waiting messages (``metrics``).
 
 The HTTP batch endpoint promises that one bad item never rejects the others:
 :meth:`OutboxStore.accept_batch` uses the outbox's ``accept_each``, which stores the
@@ -38,24 +37,6 @@ T = TypeVar("T")
 #: outbox calls running at once (each thread keeps its own database connection)
 THREADS = 8
 
-#: upper bounds (seconds) of the accept-to-sent latency histogram
-LATENCY_BUCKETS: tuple[float, ...] = (
-    1,
-    5,
-    15,
-    30,
-    60,
-    120,
-    300,
-    600,
-    1800,
-    3600,
-    4 * 3600,
-    24 * 3600,
-    96 * 3600,
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """One accepted (or recognised duplicate) event."""
@@ -70,8 +51,10 @@ class Accepted:
 class Stats:
     """Figures for ``/metrics``."""
 
-    #: ``(brand, event, status) → messages``
-    messages: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: ``(brand, event, name) → count`` of the outbox's counters (accepted, sent, …)
+    counters: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: ``(brand, event, status) → messages`` waiting (queued, sending, deferred, held)
+    live: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     queue_depth: int = 0
     #: cumulative histogram of accept-to-sent seconds: ``[(upper bound, count), ...]``
     latency_buckets: Sequence[tuple[float, int]] = ()
@@ -315,30 +298,14 @@ class OutboxStore:
         before: int | None,
         limit: int,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("brand", brand),
-            ("status", status),
-            ("event", event),
-            ("recipient", recipient.lower() if recipient else None),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        sql = "SELECT id FROM outbox_messages"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        with self.outbox.transaction(write=False) as cur:
-            ids = [int(r[0]) for r in cur.execute(sql, [*params, limit + 1]).fetchall()]
-        more = len(ids) > limit
-        ids = ids[:limit]
-        items = [m for m in (self._message(i) for i in ids) if m is not None]
-        return items, (encode_cursor(ids[-1]) if more and ids else None)
+        records = self.outbox.search(
+            brand=brand, status=status, event=event, recipient=recipient, before=before,
+            limit=limit + 1,
+        )
+        more = len(records) > limit
+        records = records[:limit]
+        items = [r.as_dict() for r in records]
+        return items, (encode_cursor(records[-1].id) if more and records else None)
 
     async def retry(self, message_id: int) -> dict[str, Any] | None:
         return await self._run(self._retry, message_id)
@@ -356,36 +323,23 @@ class OutboxStore:
         return await self._run(self._stats)
 
     def _stats(self) -> Stats:
-        bounds = ", ".join(
-            f"SUM(CASE WHEN sent_at - created_at <= {float(b)!r} THEN 1 ELSE 0 END)"
-            for b in LATENCY_BUCKETS
-        )
-        with self.outbox.transaction(write=False) as cur:
-            rows = cur.execute(
-                "SELECT brand, event, status, COUNT(*) FROM outbox_messages "
-                "GROUP BY brand, event, status"
-            ).fetchall()
-            latency = cur.execute(
-                f"SELECT {bounds}, SUM(sent_at - created_at), COUNT(*) FROM outbox_messages "
-                "WHERE status = 'sent' AND sent_at IS NOT NULL"
-            ).fetchone()
-            suppressed = cur.execute(
-                "SELECT brand, COUNT(*) FROM outbox_suppressions GROUP BY brand"
-            ).fetchall()
-        messages = {(str(b), str(e), str(s)): int(n) for b, e, s, n in rows}
-        depth = sum(
-            n for (_, _, s), n in messages.items() if s in ("queued", "deferred", "sending")
-        )
-        latency = latency or ()
-        n = len(LATENCY_BUCKETS)
-        counts = [int(v or 0) for v in latency[:n]] if latency else [0] * n
+        from ..outbox.base import LATENCY_BUCKETS, latency_counter
+
+        m = self.outbox.metrics()
         return Stats(
-            messages=messages,
-            queue_depth=depth,
-            latency_buckets=list(zip(LATENCY_BUCKETS, counts, strict=True)),
-            latency_sum=float(latency[n] or 0) if latency else 0.0,
-            latency_count=int(latency[n + 1] or 0) if latency else 0,
-            suppressed={(str(b), "all"): int(c) for b, c in suppressed},
+            counters={
+                key: int(value)
+                for key, value in m.counters.items()
+                if not key[2].startswith("latency")
+            },
+            live=dict(m.live),
+            queue_depth=sum(
+                n for (_, _, s), n in m.live.items() if s in ("queued", "deferred", "sending")
+            ),
+            latency_buckets=[(b, int(m.total(latency_counter(b)))) for b in LATENCY_BUCKETS],
+            latency_sum=m.total("latency_sum"),
+            latency_count=int(m.total("sent")),
+            suppressed={(brand, "all"): n for brand, n in m.suppressed.items()},
         )
 
     # --- suppression, health -----------------------------------------------------------

@@ -29,6 +29,7 @@ from ..errors import (
     ValidationError,
 )
 from ..keys import KeyStore
+from ..outbox.base import Status
 from ..pipeline import Pipeline
 from ..tokens import Token
 from .auth import check_brand_write, require, visible
@@ -316,7 +317,7 @@ async def list_messages(
     request: Request,
     token: Annotated[Token, Depends(require("messages:read"))],
     brand: Annotated[str | None, Query(max_length=40)] = None,
-    status: Annotated[str | None, Query(max_length=20)] = None,
+    status: Annotated[Status | None, Query()] = None,
     event: Annotated[str | None, Query(max_length=80)] = None,
     recipient: Annotated[str | None, Query(max_length=320)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -38,6 +38,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -727,6 +728,64 @@ _FINAL_LIST = ", ".join(f"'{s}'" for s in FINAL)
 _CANCELLABLE_LIST = ", ".join(f"'{s}'" for s in CANCELLABLE)
 _RETRYABLE_LIST = ", ".join(f"'{s}'" for s in RETRYABLE)
 
+#: upper bounds (seconds) of the accept-to-sent latency histogram
+LATENCY_BUCKETS: tuple[float, ...] = (
+    1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 96 * 3600,
+)
+#: states a message waits in (counted live); the others are counted as they happen
+LIVE: tuple[Status, ...] = (Status.QUEUED, Status.SENDING, Status.DEFERRED, Status.HELD)
+_LIVE_LIST = ", ".join(f"'{s}'" for s in LIVE)
+_STATES = tuple(str(s) for s in Status)
+
+
+def latency_counter(bound: float) -> str:
+    return f"latency_le:{bound:g}"
+
+
+def _backfill_counters() -> list[str]:
+    """Statements that fill ``outbox_counters`` once from the rows already stored (a
+    database from before the counters existed); no-ops once the meta key is set."""
+    once = "NOT EXISTS (SELECT 1 FROM outbox_meta WHERE key = 'counters')"
+    insert = "INSERT INTO outbox_counters (brand, event, name, value) "
+    sent = "status = 'sent' AND sent_at IS NOT NULL"
+    statements = [
+        f"{insert}SELECT brand, event, 'accepted', COUNT(*) FROM outbox_messages "
+        f"WHERE {once} GROUP BY brand, event",
+        f"{insert}SELECT brand, event, status, COUNT(*) FROM outbox_messages "
+        f"WHERE status IN ('sent', 'failed', 'suppressed', 'cancelled') AND {once} "
+        "GROUP BY brand, event, status",
+        f"{insert}SELECT brand, event, 'latency_sum', SUM(sent_at - created_at) "
+        f"FROM outbox_messages WHERE {sent} AND {once} GROUP BY brand, event",
+    ]
+    statements += [
+        f"{insert}SELECT brand, event, '{latency_counter(b)}', COUNT(*) FROM outbox_messages "
+        f"WHERE {sent} AND sent_at - created_at <= {float(b)!r} AND {once} "
+        "GROUP BY brand, event"
+        for b in LATENCY_BUCKETS
+    ]
+    statements.append(
+        "INSERT INTO outbox_meta (key, value) VALUES ('counters', '1') "
+        "ON CONFLICT (key) DO NOTHING"
+    )
+    return statements
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """What ``/metrics`` shows, read cheaply: counters kept as things happen (never
+    decrease, survive ``purge``) and the messages still waiting, by state."""
+
+    #: ``(brand, event, name) → value``; names: accepted, sent, failed, suppressed,
+    #: cancelled, latency_sum and :func:`latency_counter` buckets (cumulative)
+    counters: Mapping[tuple[str, str, str], float]
+    #: ``(brand, event, status) → messages`` for the :data:`LIVE` states
+    live: Mapping[tuple[str, str, str], int]
+    #: ``brand → suppressed addresses``
+    suppressed: Mapping[str, int]
+
+    def total(self, name: str) -> float:
+        return sum(v for (_, _, n), v in self.counters.items() if n == name)
+
 
 class Cursor:
     """A DB-API cursor taking ``?`` placeholders on every backend."""
@@ -1032,6 +1091,7 @@ class Outbox(ABC):
         )
         results: list[Accepted | NotifierError] = []
         bodies: list[tuple[int, bytes]] = []
+        counts: Counter[tuple[str, str, str]] = Counter()
         for p, status, returned in zip(items, statuses, inserted, strict=True):
             if not returned:
                 try:
@@ -1043,10 +1103,15 @@ class Outbox(ABC):
                 continue
             new_id = int(returned[0][0])
             bodies.append((new_id, p.data))
+            counts[(p.brand, p.event, "accepted")] += 1
+            if status == Status.SUPPRESSED:
+                counts[(p.brand, p.event, "suppressed")] += 1
             if p.cancels and p.domain:
-                self._cancel(cur, p, new_id, now)
+                for key in self._cancel(cur, p, new_id, now):
+                    counts[key] += 1
             results.append(Accepted(new_id, status, p.language, False, p.message_id))
         cur.many("INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", bodies)
+        self._count(cur, counts)
         return results
 
     def _existing(self, cur: Cursor, p: _Prepared) -> Accepted:
@@ -1073,19 +1138,34 @@ class Outbox(ABC):
             raise StorageError("message could not be stored (unique constraint), try again")
         return Accepted(int(row[0]), Status(row[2]), row[3], True, row[4])
 
-    def _cancel(self, cur: Cursor, p: _Prepared, new_id: int, now: float) -> None:
+    def _cancel(
+        self, cur: Cursor, p: _Prepared, new_id: int, now: float
+    ) -> list[tuple[str, str, str]]:
         marks = ", ".join("?" for _ in p.cancels)
-        cur.execute(
+        rows = cur.execute(
             "UPDATE outbox_messages SET status = 'cancelled', reason = ?, updated_at = ?, "
             "next_attempt_at = NULL "
             f"WHERE brand = ? AND domain = ? AND event IN ({marks}) "
-            f"AND status IN ({_CANCELLABLE_LIST}) AND id < ?",
+            f"AND status IN ({_CANCELLABLE_LIST}) AND id < ? RETURNING brand, event",
             [f"cancelled by {p.event} (message {new_id})", now, p.brand, p.domain,
              *p.cancels, new_id],
-        )
-        if cur.rowcount:
+        ).fetchall()
+        if rows:
             log.info("message %s (%s %s) cancelled %s pending message(s)", new_id, p.event,
-                     p.domain, cur.rowcount)
+                     p.domain, len(rows))
+        return [(str(brand), str(event), "cancelled") for brand, event in rows]
+
+    def _count(self, cur: Cursor, counts: Mapping[tuple[str, str, str], float]) -> None:
+        """Add to the counters. Last in every transaction that calls it, after all its
+        message rows are locked, and in key order: on PostgreSQL, two transactions then
+        never wait on each other in a cycle."""
+        if counts:
+            cur.many(
+                "INSERT INTO outbox_counters (brand, event, name, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (brand, event, name) "
+                "DO UPDATE SET value = outbox_counters.value + excluded.value",
+                [(*key, value) for key, value in sorted(counts.items()) if value],
+            )
 
     # --- worker side -----------------------------------------------------------------
 
@@ -1151,7 +1231,8 @@ class Outbox(ABC):
                 "dkim_selector = CASE WHEN ? THEN ? ELSE dkim_selector END, "
                 "sent_sha256 = CASE WHEN ? THEN ? ELSE sent_sha256 END, "
                 "possible_duplicate = (possible_duplicate OR ?) "
-                "WHERE id = ? AND lease_token = ? AND status = 'sending' RETURNING id",
+                "WHERE id = ? AND lease_token = ? AND status = 'sending' "
+                "RETURNING id, brand, event, created_at",
                 [
                     (
                         str(d.status), d.reason, d.next_attempt_at,
@@ -1167,6 +1248,18 @@ class Outbox(ABC):
                 ],
             )
             lost = [d.id for d, rows in zip(deliveries, updated, strict=True) if not rows]
+            counts: dict[tuple[str, str, str], float] = defaultdict(float)
+            for d, rows in zip(deliveries, updated, strict=True):
+                if not rows or d.status not in FINAL:
+                    continue
+                _, brand, event, created_at = rows[0]
+                counts[(brand, event, str(d.status))] += 1
+                if d.status == Status.SENT:
+                    latency = max(0.0, now - float(created_at))
+                    counts[(brand, event, "latency_sum")] += latency
+                    for bound in LATENCY_BUCKETS:
+                        if latency <= bound:
+                            counts[(brand, event, latency_counter(bound))] += 1
             cur.many(
                 "INSERT INTO outbox_attempts (message, at, worker, outcome, host, code, "
                 "enhanced, text, possible_duplicate, sha256, signed_head, signed_full) "
@@ -1189,6 +1282,7 @@ class Outbox(ABC):
                     if d.suppress and d.rcpt_to
                 ],
             )
+            self._count(cur, counts)
         if lost:
             log.warning("worker %s lost the lease of %d message(s): %s", worker, len(lost), lost)
         return lost
@@ -1382,15 +1476,71 @@ class Outbox(ABC):
         }
 
     def recent(self, status: Status | str | None = None, limit: int = 50) -> list[MessageRecord]:
-        sql = "SELECT id FROM outbox_messages"
+        return self.search(status=status, limit=limit)
+
+    def search(
+        self,
+        *,
+        brand: str | None = None,
+        status: Status | str | None = None,
+        event: str | None = None,
+        recipient: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[MessageRecord]:
+        """Messages matching every filter given, newest first; ``before`` an id (the
+        cursor of the page before)."""
+        if status is not None and status not in _STATES:
+            raise ValidationError(
+                [FieldError("status", f"unknown state {status!r}; one of {', '.join(_STATES)}")]
+            )
+        where: list[str] = []
         params: list[Any] = []
-        if status is not None:
-            sql += " WHERE status = ?"
-            params.append(str(Status(status)))
+        for column, value in (
+            ("brand", brand),
+            ("status", None if status is None else str(status)),
+            ("event", event),
+            ("recipient", recipient.lower() if recipient else None),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        sql = "SELECT id FROM outbox_messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         with self.transaction(write=False) as cur:
-            ids = [r[0] for r in cur.execute(sql + " ORDER BY id DESC LIMIT ?",
-                                             [*params, limit]).fetchall()]
-        return [self.get(int(i)) for i in ids]
+            ids = [int(r[0]) for r in cur.execute(sql + " ORDER BY id DESC LIMIT ?",
+                                                  [*params, limit]).fetchall()]
+        records = []
+        for i in ids:
+            try:
+                records.append(self.get(i))
+            except MessageNotFound:  # purged meanwhile
+                continue
+        return records
+
+    def metrics(self) -> Metrics:
+        """Counters and waiting messages for monitoring: small reads (the counters table,
+        the live states through their index), whatever the size of the history."""
+        with self.transaction(write=False) as cur:
+            counters = cur.execute(
+                "SELECT brand, event, name, value FROM outbox_counters"
+            ).fetchall()
+            live = cur.execute(
+                "SELECT brand, event, status, COUNT(*) FROM outbox_messages "
+                f"WHERE status IN ({_LIVE_LIST}) GROUP BY brand, event, status"
+            ).fetchall()
+            suppressed = cur.execute(
+                "SELECT brand, COUNT(*) FROM outbox_suppressions GROUP BY brand"
+            ).fetchall()
+        return Metrics(
+            counters={(str(b), str(e), str(n)): float(v) for b, e, n, v in counters},
+            live={(str(b), str(e), str(s)): int(n) for b, e, s, n in live},
+            suppressed={str(b): int(n) for b, n in suppressed},
+        )
 
     # --- operations --------------------------------------------------------------------
 

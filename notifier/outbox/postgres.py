@@ -15,7 +15,15 @@ import re
 from typing import Any
 
 from ..errors import StorageError
-from .base import _CANCELLABLE_LIST, _CLAIM_COLUMNS, _DUE_LIST, _FINAL_LIST, Cursor, Outbox
+from .base import (
+    _CANCELLABLE_LIST,
+    _CLAIM_COLUMNS,
+    _DUE_LIST,
+    _FINAL_LIST,
+    Cursor,
+    Outbox,
+    _backfill_counters,
+)
 
 log = logging.getLogger("notifier.outbox")
 
@@ -112,6 +120,16 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS outbox_finished ON outbox_messages (updated_at) "
     f"WHERE status IN ({_FINAL_LIST})",
     "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
+    # counters kept as things happen (accepted, sent, failed, …, latency buckets), so
+    # that monitoring reads a small table, not the whole history
+    """CREATE TABLE IF NOT EXISTS outbox_counters (
+        brand TEXT NOT NULL,
+        event TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (brand, event, name)
+    )""",
+    *_backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
 ]

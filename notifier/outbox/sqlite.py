@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from .base import _CLAIM_COLUMNS, _DUE_LIST, Cursor, Outbox
+from .base import _CLAIM_COLUMNS, _DUE_LIST, Cursor, Outbox, _backfill_counters
 
 log = logging.getLogger("notifier.outbox")
 
@@ -99,6 +99,16 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS outbox_domain ON outbox_messages (brand, domain)",
     "CREATE INDEX IF NOT EXISTS outbox_status ON outbox_messages (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
+    # counters kept as things happen (accepted, sent, failed, …, latency buckets), so
+    # that monitoring reads a small table, not the whole history
+    """CREATE TABLE IF NOT EXISTS outbox_counters (
+        brand TEXT NOT NULL,
+        event TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (brand, event, name)
+    )""",
+    *_backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
 ]

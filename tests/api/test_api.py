@@ -503,6 +503,10 @@ def test_list_messages_filters_and_cursor(client: TestClient, tokens: Tokens) ->
     r = client.get("/v1/messages?cursor=bogus", headers=h)
     assert r.status_code == 422
     assert r.json()["detail"][0]["field"] == "cursor"
+    for bogus in ("bogus", ""):
+        r = client.get(f"/v1/messages?status={bogus}", headers=h)
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["field"] == "status"
 
 
 def test_retry_failed_message(client: TestClient, tokens: Tokens) -> None:
