@@ -7,6 +7,7 @@ except loading brands and templates once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import events as catalog
 from . import mime, unsubscribe
 from .brands import Brand, BrandRegistry
-from .errors import FieldError, UnknownEvent, ValidationError
+from .errors import FieldError, NotifierError, UnknownEvent, ValidationError
 from .fields import Email, SafeStr
 from .links import Rewriter
 from .mime import Outgoing
 from .render import Event, Recipient, Rendered, Renderer
 from .settings import Settings
+
+log = logging.getLogger("notifier.pipeline")
 
 
 class RecipientIn(BaseModel):
@@ -132,6 +135,17 @@ class Pipeline:
             from_domain=from_domain,
         )
         return Composed(event=event, brand=brand, rendered=rendered, outgoing=outgoing)
+
+    def warm_up(self) -> None:
+        """Render every event once per brand and language, so that no request pays for
+        compiling a template (tens of milliseconds each)."""
+        for brand in self.brands.all():
+            for name in catalog.CATALOG:
+                for lang in brand.languages:
+                    try:
+                        self.compose(self.sample(name, brand.id, lang))
+                    except NotifierError as exc:
+                        log.warning("warm-up: %s %s %s: %s", brand.id, name, lang, exc)
 
     def sample(self, name: str, brand_id: str, language: str | None = None) -> Event:
         from .render import sample_event

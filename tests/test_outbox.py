@@ -390,6 +390,16 @@ def test_natural_key_dedupes_lifecycle_notices(box: Outbox) -> None:
     assert count(box) == 4
 
 
+def test_duplicates_within_one_batch_make_one_message(box: Outbox) -> None:
+    results = box.accept_batch(
+        [reminder(1, key="x"), reminder(1, key="x"), reminder(2), reminder(2), reminder(3)]
+    )
+    assert [r.duplicate for r in results] == [False, True, False, True, False]
+    assert results[1].id == results[0].id and results[3].id == results[2].id
+    assert results[0].id < results[2].id < results[4].id  # ids in batch order
+    assert count(box) == 3
+
+
 # --- cancellation ----------------------------------------------------------------------------
 
 

@@ -107,10 +107,11 @@ def create_app(
             await store.ping()  # opens the outbox and creates its schema
         except StorageError as exc:
             log.warning("the outbox is not reachable yet (%s); /readyz says so", exc)
-        if warm_up:
-            await asyncio.to_thread(_warm_up, pipeline)
+        if warm_up:  # this process's templates, and the intake processes, side by side
+            started = asyncio.create_task(asyncio.to_thread(store.start))
+            await asyncio.to_thread(pipeline.warm_up)
             try:
-                await asyncio.to_thread(store.start)
+                await started
             except StorageError as exc:
                 log.warning("intake processes not started (%s)", exc)
         if run_worker:
@@ -156,21 +157,6 @@ def create_app(
     app.add_middleware(BodyLimit, limit_for=body_limits(settings))
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)
     return app
-
-
-def _warm_up(pipeline: Pipeline) -> None:
-    """Render every event once per brand and language, so no request pays for compiling
-    a template (tens of milliseconds each)."""
-    from .. import events as catalog
-    from ..errors import NotifierError
-
-    for brand in pipeline.brands.all():
-        for name in catalog.CATALOG:
-            for lang in brand.languages:
-                try:
-                    pipeline.compose(pipeline.sample(name, brand.id, lang))
-                except NotifierError as exc:
-                    log.warning("warm-up: %s %s %s: %s", brand.id, name, lang, exc)
 
 
 async def _run_worker(settings: Settings, store: Store, stop: asyncio.Event) -> None:

@@ -736,6 +736,15 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 LIVE: tuple[Status, ...] = (Status.QUEUED, Status.SENDING, Status.DEFERRED, Status.HELD)
 _LIVE_LIST = ", ".join(f"'{s}'" for s in LIVE)
 _STATES = tuple(str(s) for s in Status)
+_INSERT_MESSAGES = (
+    "INSERT INTO outbox_messages (brand, sender_brand, sign_brand, event, mandatory, "
+    "domain, recipient, language, idempotency_key, request_hash, dedupe_key, "
+    "message_id, mail_from, rcpt_to, data_sha256, status, reason, created_at, "
+    "updated_at, next_attempt_at, deadline) VALUES "
+)
+_ROW_MARKS = "(" + ", ".join(["?"] * 21) + ")"
+#: rows per INSERT: 21 parameters each stays far below either database's limit
+_INSERT_CHUNK = 250
 
 
 def latency_counter(bound: float) -> str:
@@ -1080,20 +1089,13 @@ class Outbox(ABC):
                 p.message_id, p.mail_from, p.rcpt_to, p.data_sha256, str(status),
                 reason, now, now, due, now + p.lifetime,
             ))
-        inserted = cur.many_returning(
-            "INSERT INTO outbox_messages (brand, sender_brand, sign_brand, event, mandatory, "
-            "domain, recipient, language, idempotency_key, request_hash, dedupe_key, "
-            "message_id, mail_from, rcpt_to, data_sha256, status, reason, created_at, "
-            "updated_at, next_attempt_at, deadline) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING RETURNING id",
-            rows,
-        )
+        inserted = self._insert_messages(cur, rows)
         results: list[Accepted | NotifierError] = []
         bodies: list[tuple[int, bytes]] = []
         counts: Counter[tuple[str, str, str]] = Counter()
-        for p, status, returned in zip(items, statuses, inserted, strict=True):
-            if not returned:
+        for p, status in zip(items, statuses, strict=True):
+            new_id = inserted.get(p.message_id)
+            if new_id is None:
                 try:
                     results.append(self._existing(cur, p))
                 except StorageError as exc:
@@ -1101,7 +1103,6 @@ class Outbox(ABC):
                         raise
                     results.append(exc)
                 continue
-            new_id = int(returned[0][0])
             bodies.append((new_id, p.data))
             counts[(p.brand, p.event, "accepted")] += 1
             if status == Status.SUPPRESSED:
@@ -1113,6 +1114,21 @@ class Outbox(ABC):
         cur.many("INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", bodies)
         self._count(cur, counts)
         return results
+
+    def _insert_messages(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Insert message rows, many per statement (a round of SQL per row costs more than
+        the row); a row whose idempotency or natural key exists is skipped. Returns
+        Message-ID → id of the rows inserted, ids in ``rows`` order."""
+        inserted: dict[str, int] = {}
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            sql = _INSERT_MESSAGES + ", ".join([_ROW_MARKS] * len(chunk)) + (
+                " ON CONFLICT DO NOTHING RETURNING id, message_id"
+            )
+            params = [value for row in chunk for value in row]
+            for new_id, message_id in cur.execute(sql, params).fetchall():
+                inserted[str(message_id)] = int(new_id)
+        return inserted
 
     def _existing(self, cur: Cursor, p: _Prepared) -> Accepted:
         if p.idempotency_key is not None:

@@ -108,6 +108,7 @@ class PoolPreparer:
         self.min_items = min_items
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._warm_up = False
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -116,13 +117,14 @@ class PoolPreparer:
                     self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(self.settings, self.config),
+                    initargs=(self.settings, self.config, self._warm_up),
                 )
             return self._pool
 
     def start(self) -> list[int]:
-        """Start the workers now (they take a second to import and load templates), so
-        the first large batch does not wait for them; return their process ids."""
+        """Start the workers now, each compiling every template as it starts (and again
+        after a crash), so that no batch waits for that; return their process ids."""
+        self._warm_up = True
         pool = self._executor()
         for future in [pool.submit(_ping) for _ in range(self.processes)]:
             future.result()
@@ -167,14 +169,17 @@ class PoolPreparer:
 _WORKER: InlinePreparer | None = None
 
 
-def _init_worker(settings: Settings, config: OutboxConfig) -> None:
+def _init_worker(settings: Settings, config: OutboxConfig, warm_up: bool) -> None:
     global _WORKER
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when
     # the pool stops (it shuts it down), the workers should not die mid-task first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from ..pipeline import Pipeline
 
-    _WORKER = InlinePreparer(Pipeline(settings), config)
+    pipeline = Pipeline(settings)
+    if warm_up:
+        pipeline.warm_up()
+    _WORKER = InlinePreparer(pipeline, config)
 
 
 def _ping() -> int:
