@@ -82,6 +82,9 @@ def serve(
         stream=sys.stderr,
     )
     try:
+        from .outbox import OutboxConfig
+
+        OutboxConfig.from_env()  # a bad NOTIFIER_* value: a message now, not a traceback later
         if intake_processes is None and not os.environ.get("NOTIFIER_INTAKE_PROCESSES"):
             from .outbox.intake import auto_processes
 

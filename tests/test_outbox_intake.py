@@ -198,3 +198,30 @@ def test_errors_cross_process_boundaries_whole(exc: NotifierError) -> None:
     if isinstance(exc, TransientDeliveryError):
         assert isinstance(back, TransientDeliveryError)
         assert (back.code, back.enhanced, back.host) == (451, "4.3.0", "mx")
+
+
+def test_a_pool_that_cannot_start_costs_speed_never_an_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from notifier.settings import PROJECT_ROOT
+
+    brands = tmp_path / "brands"
+    shutil.copytree(PROJECT_ROOT / "brands", brands)
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        secret_key=Secret("test-secret"),
+        brands_dir=brands,
+        database_url=f"sqlite:///{tmp_path / 'outbox.db'}",
+    )
+    box = open_outbox(settings, Pipeline(settings), OutboxConfig(intake_processes=2))
+    try:
+        shutil.rmtree(brands)  # the workers cannot load the brands: each one fails to start
+        assert box.preparer.start() == []
+        assert "did not start" in caplog.text
+        results = box.accept_each([reminder(i) for i in range(40)])
+        assert all(isinstance(r, Accepted) for r in results)
+        assert box.stats()["total"] == 40
+    finally:
+        box.close()

@@ -125,9 +125,16 @@ class PoolPreparer:
         """Start the workers now, each compiling every template as it starts (and again
         after a crash), so that no batch waits for that; return their process ids."""
         self._warm_up = True
-        pool = self._executor()
-        for future in [pool.submit(_ping) for _ in range(self.processes)]:
-            future.result()
+        pool: ProcessPoolExecutor | None = None
+        try:
+            pool = self._executor()
+            for future in [pool.submit(_ping) for _ in range(self.processes)]:
+                future.result()
+        except (BrokenProcessPool, OSError) as exc:
+            # not fatal: batches are prepared in-process, and the next one tries again
+            log.warning("intake processes did not start (%s); preparing in-process", exc)
+            self._discard(pool)
+            return []
         pids = sorted(pool._processes or ())  # no public way to list them
         log.info("intake: %d worker processes (%s)", self.processes, ", ".join(map(str, pids)))
         return pids

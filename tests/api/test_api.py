@@ -1119,6 +1119,26 @@ def test_cli_token_create_list_revoke(env_var_dir: Any) -> None:
     assert "serve" in runner.invoke(app, ["--help"]).stdout
 
 
+def test_serve_refuses_bad_settings_with_a_message(
+    env_var_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from notifier.cli import app
+
+    def never(self: Any) -> None:
+        raise AssertionError("serve started with bad settings")
+
+    monkeypatch.setattr(uvicorn.Server, "run", never)  # a regression fails, never hangs
+    monkeypatch.setenv("NOTIFIER_INTAKE_PROCESSES", "many")
+    result = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 2
+    assert "NOTIFIER_INTAKE_PROCESSES: a number of processes, or auto" in result.output
+    monkeypatch.delenv("NOTIFIER_INTAKE_PROCESSES")
+    result = CliRunner().invoke(app, ["serve", "--intake-processes", "-1"])
+    assert result.exit_code == 2 and "intake-processes" in result.output
+
+
 def test_store_unavailable_when_the_outbox_cannot_open(tmp_path: Any) -> None:
     blocker = tmp_path / "var"
     blocker.write_text("not a directory")
