@@ -10,9 +10,12 @@ rendering in the server process). They get the same requests:
 
 * batch: ``--batches`` POSTs of ``--batch-size`` events each, ``--concurrency`` at once
   → events accepted per second;
-* single: one event per POST, sent open-loop at a fixed ``--rate`` (default 300 req/s)
-  for ``--seconds``; latency is measured from each request's scheduled send time, so
-  a stall is not hidden by requests that were never sent (coordinated omission).
+* single, latency: one event per POST, sent open-loop at a fixed ``--rate`` (default
+  300 req/s) for ``--seconds``; latency is measured from each request's scheduled send
+  time, so a stall is not hidden by requests that were never sent (coordinated omission);
+* single, throughput: ``--connections`` clients posting one event after another for
+  ``--seconds`` → single events accepted per second (each a durable commit, shared by
+  the events that arrived together: group commit).
 
 Targets (issue 5): batch ≥ 3,000 events/s, single p99 < 50 ms at 300 req/s.
 
@@ -20,7 +23,8 @@ Targets (issue 5): batch ≥ 3,000 events/s, single p99 < 50 ms at 300 req/s.
     python bench/intake.py --url http://127.0.0.1:8025 --token nt_… [--json]
 
 ``--json`` prints one object: ``batch_events_per_s``, ``single_p50_ms``,
-``single_p99_ms``, ``ceiling_events_per_s`` (and the rest of the figures).
+``single_p99_ms``, ``ceiling_events_per_s`` (and the rest of the figures, e.g.
+``single_events_per_s``).
 """
 
 from __future__ import annotations
@@ -271,8 +275,8 @@ class _Conn:
         self.writer.close()
 
 
-async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> dict[str, Any]:
-    """Open loop: request i is due at start + i / rate, whatever happened before."""
+def _target(url: str, token: str) -> tuple[str, int, bytes]:
+    """Host, port and the request head up to the Content-Length value."""
     parsed = httpx.URL(url)
     host, port = parsed.host, parsed.port or 80
     head = (
@@ -280,6 +284,52 @@ async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> 
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         "Content-Length: "
     ).encode()
+    return host, port, head
+
+
+async def run_single_max(
+    url: str, token: str, run: str, connections: int, seconds: float
+) -> dict[str, float]:
+    """Closed loop: ``connections`` clients each post one event, wait for its reply and
+    post the next, for ``seconds`` → single events accepted per second."""
+    host, port, head = _target(url, token)
+    template = json.dumps(_event(run, 0)).encode()
+    key = f"bench-{run}-0".encode()
+    loop = asyncio.get_running_loop()
+    counter = iter(range(1, 10**9))
+    accepted = errors = 0
+    deadline = loop.time() + seconds
+
+    async def client() -> None:
+        nonlocal accepted, errors
+        conn = await _Conn.open(host, port)
+        try:
+            while loop.time() < deadline:
+                # a distinct idempotency key per request (recipient and language repeat)
+                body = template.replace(key, f"bench-{run}-{next(counter)}".encode())
+                try:
+                    status = await conn.post(head, body)
+                except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                    errors += 1
+                    conn.close()
+                    conn = await _Conn.open(host, port)
+                    continue
+                if status in (200, 202):
+                    accepted += 1
+                else:
+                    errors += 1
+        finally:
+            conn.close()
+
+    start = loop.time()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    elapsed = loop.time() - start
+    return {"events_per_s": accepted / elapsed, "accepted": accepted, "errors": errors}
+
+
+async def run_single(url: str, token: str, bodies: list[bytes], rate: float) -> dict[str, Any]:
+    """Open loop: request i is due at start + i / rate, whatever happened before."""
+    host, port, head = _target(url, token)
     idle: list[tuple[_Conn, float]] = []  # (connection, when last used), newest last
     latencies: list[float] = []
     errors = 0
@@ -369,7 +419,8 @@ async def measure(url: str, token: str, args: argparse.Namespace, tag: str) -> d
     single = await run_single(
         url, token, single_bodies(run + "-s", int(args.rate * args.seconds) + 20), args.rate
     )
-    return {"batch": batch, "single": single}
+    single_max = await run_single_max(url, token, run + "-m", args.connections, args.seconds)
+    return {"batch": batch, "single": single, "single_max": single_max}
 
 
 def main() -> None:
@@ -384,6 +435,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2, help="batches in flight")
     ap.add_argument("--rate", type=float, default=300.0, help="single events per second")
     ap.add_argument("--seconds", type=float, default=10.0, help="single-event run length")
+    ap.add_argument(
+        "--connections", type=int, default=32, help="clients posting single events back to back"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.url and not args.token:
@@ -405,6 +459,8 @@ def main() -> None:
         "single_p50_ms": round(ours["single"]["p50_ms"], 2),
         "single_p99_ms": round(ours["single"]["p99_ms"], 2),
         "ceiling_events_per_s": round(ceiling["batch"]["events_per_s"], 1),
+        "single_events_per_s": round(ours["single_max"]["events_per_s"], 1),
+        "ceiling_single_events_per_s": round(ceiling["single_max"]["events_per_s"], 1),
         "batch_inline_events_per_s": round(inline["events_per_s"], 1) if inline else None,
         "ceiling_single_p50_ms": round(ceiling["single"]["p50_ms"], 2),
         "ceiling_single_p99_ms": round(ceiling["single"]["p99_ms"], 2),
@@ -414,6 +470,8 @@ def main() -> None:
         "single_errors": ours["single"]["errors"],
         "single_error_statuses": ours["single"]["error_statuses"],
         "single_max_ms": round(ours["single"]["max_ms"], 2),
+        "single_connections": args.connections,
+        "single_max_errors": ours["single_max"]["errors"],
         "batch_accepted": ours["batch"]["accepted"],
         "batch_failed_requests": ours["batch"]["failed_requests"],
         "batch_size": args.batch_size,
@@ -432,6 +490,10 @@ def main() -> None:
             f"{'  … rendered in-process':28}{result['batch_inline_events_per_s']:>12,.0f}"
             "               (--intake-processes 0)"
         )
+    print(
+        f"{f'single events/s ({args.connections} conns)':28}"
+        f"{result['single_events_per_s']:>12,.0f}{result['ceiling_single_events_per_s']:>12,.0f}"
+    )
     print(
         f"{f'single p50 ms @ {args.rate:g}/s':28}{result['single_p50_ms']:>12.2f}"
         f"{result['ceiling_single_p50_ms']:>12.2f}"

@@ -153,11 +153,17 @@ def test_a_killed_worker_costs_speed_never_an_event(
     first = pool_box.accept_each([reminder(i) for i in range(40)])
     assert all(isinstance(r, Accepted) and not r.duplicate for r in first)
     assert "preparing in-process" in caplog.text
-    # the next large batch gets a new pool
+    # for a while, batches are prepared in-process (no spawn per batch if it keeps failing)
     second = pool_box.accept_each([reminder(i) for i in range(100, 140)])
     assert all(isinstance(r, Accepted) and not r.duplicate for r in second)
+    assert preparer._pool is None
+    # then the next large batch gets a new pool
+    preparer._retry_at = 0.0  # as if the pause were over
+    third = pool_box.accept_each([reminder(i) for i in range(200, 240)])
+    assert all(isinstance(r, Accepted) and not r.duplicate for r in third)
+    assert preparer._pool is not None
     assert not set(preparer.start()) & set(pids)
-    assert pool_box.stats()["total"] == 80
+    assert pool_box.stats()["total"] == 120
 
 
 def test_inline_preparer_is_the_default() -> None:
@@ -222,6 +228,7 @@ def test_a_pool_that_cannot_start_costs_speed_never_an_event(
         assert "did not start" in caplog.text
         results = box.accept_each([reminder(i) for i in range(40)])
         assert all(isinstance(r, Accepted) for r in results)
+        assert box.preparer._pool is None  # not tried again at once
         assert box.stats()["total"] == 40
     finally:
         box.close()

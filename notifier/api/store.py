@@ -364,21 +364,24 @@ class OutboxStore:
 
 #: most single events one group commit takes
 GROUP_MAX = 256
+#: groups in progress at once: while one commits, the next is rendered
+GROUP_TASKS = 2
 
 
 class GroupCommit:
-    """Single events queue here; one task commits whatever is waiting as one batch
-    (through :meth:`OutboxStore._accept_batch`, so one bad event fails alone). While a
-    commit runs, the next group gathers: no timer, no added latency when idle, and one
-    fsync for many requests under load. A storage failure fails the whole group, and
-    nothing of it was accepted."""
+    """Single events queue here; a task accepts whatever is waiting as one batch
+    (through :meth:`OutboxStore._accept_batch`, so one bad event fails alone). While
+    a group is accepted, the next gathers: no timer, no added latency when idle, and one
+    fsync for many requests under load. Two such tasks take turns, so that rendering a
+    group (the long part, on every core for a large one) overlaps the previous group's
+    commit. A storage failure fails the whole group, and nothing of it was accepted."""
 
     def __init__(self, store: OutboxStore) -> None:
         self.store = store
         self.queue: asyncio.Queue[tuple[Any, asyncio.Future[Accepted | NotifierError]]] = (
             asyncio.Queue()
         )
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def submit(self, raw: Any) -> Accepted | NotifierError:
@@ -386,9 +389,10 @@ class GroupCommit:
         if loop is not self.loop:  # first use, or the app moved to another loop
             self.loop = loop
             self.queue = asyncio.Queue()
-            self.task = None
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run())
+            self.tasks = []
+        self.tasks = [t for t in self.tasks if not t.done()]
+        while len(self.tasks) < GROUP_TASKS:
+            self.tasks.append(asyncio.create_task(self._run()))
         future: asyncio.Future[Accepted | NotifierError] = (
             asyncio.get_running_loop().create_future()
         )
@@ -417,11 +421,13 @@ class GroupCommit:
                     future.set_result(outcome)
 
     async def close(self) -> None:
-        if self.task is not None and self.loop is asyncio.get_running_loop():
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-        self.task = None
+        if self.loop is asyncio.get_running_loop():
+            for task in self.tasks:
+                task.cancel()
+            for task in self.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.tasks = []
 
 
 def _strip_item(loc: str) -> str:

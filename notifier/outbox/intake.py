@@ -10,8 +10,9 @@ transaction, so durability and idempotency do not depend on them.
 
 Small lists (a single event, a small group commit) stay in-process, where a round trip
 to a worker would cost more than it saves. A worker that dies (killed, out of memory)
-breaks the pool: the batch is then prepared in-process and a new pool is started on the
-next large batch, so a crash costs speed, never an accepted event.
+breaks the pool: the batch is then prepared in-process, and so is everything else for
+the next half minute, after which a new pool is started; a crash costs speed, never an
+accepted event.
 
 Each item comes back as a prepared message or as the error that item raised (a
 :class:`~notifier.errors.NotifierError`, pickled by state), so the caller decides
@@ -26,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -42,8 +44,11 @@ log = logging.getLogger("notifier.outbox")
 
 #: lists shorter than this are prepared in-process
 POOL_MIN_ITEMS = 16
-#: smallest share of a list one worker task gets (fewer, larger tasks: less overhead)
-CHUNK_MIN_ITEMS = 32
+#: smallest share of a list one worker task gets (a group of 32 single events goes
+#: to two workers; a batch of 1,000 is cut in two tasks per worker)
+CHUNK_MIN_ITEMS = 8
+#: after the pool failed, prepare in-process this long before starting a new one
+RETRY_SECONDS = 30.0
 
 class Preparer(Protocol):
     def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
@@ -109,6 +114,7 @@ class PoolPreparer:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._warm_up = False
+        self._retry_at = 0.0  # monotonic time; while before it, the pool is not retried
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -135,12 +141,13 @@ class PoolPreparer:
             log.warning("intake processes did not start (%s); preparing in-process", exc)
             self._discard(pool)
             return []
+        self._retry_at = 0.0
         pids = sorted(pool._processes or ())  # no public way to list them
         log.info("intake: %d worker processes (%s)", self.processes, ", ".join(map(str, pids)))
         return pids
 
     def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
-        if len(raws) < self.min_items:
+        if len(raws) < self.min_items or time.monotonic() < self._retry_at:
             return self.inline.prepare(raws, locs)
         size = max(CHUNK_MIN_ITEMS, -(-len(raws) // (self.processes * 2)))
         pool: ProcessPoolExecutor | None = None
@@ -157,6 +164,9 @@ class PoolPreparer:
             return self.inline.prepare(raws, locs)
 
     def _discard(self, pool: ProcessPoolExecutor | None) -> None:
+        # a pool that keeps failing (workers that cannot start) must not cost a spawn
+        # per batch: pause before the next attempt
+        self._retry_at = time.monotonic() + RETRY_SECONDS
         with self._lock:
             if pool is not None and self._pool is pool:
                 self._pool = None
