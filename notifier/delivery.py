@@ -397,6 +397,16 @@ class _Endpoint:
     password: Secret | None = field(default=None, repr=False)
 
 
+def _hang_up(smtp: aiosmtplib.SMTP) -> None:
+    """Close a connection at once. ``SMTP.close()`` alone starts a polite TLS shutdown
+    that a broken or vanished peer never answers, and the socket then outlives the
+    event loop (an unclosed transport when the loop ends)."""
+    transport = smtp.transport
+    smtp.close()
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+
+
 @dataclass(slots=True, eq=False)
 class _Conn:
     smtp: aiosmtplib.SMTP
@@ -540,7 +550,7 @@ class _SMTPEngine:
                             await self._ehlo(smtp)
                     except SessionError:
                         if ep.starttls == "opportunistic" and ep.plaintext_fallback:
-                            smtp.close()
+                            _hang_up(smtp)
                             log.info("%s: STARTTLS failed, retrying without TLS", ep.label)
                             return await self._open(replace(ep, starttls="never"))
                         raise
@@ -559,7 +569,7 @@ class _SMTPEngine:
                 with _translated("auth", ep.label):
                     await smtp.login(ep.username, str(ep.password or ""), timeout=t.command)
         except BaseException:
-            smtp.close()
+            _hang_up(smtp)
             raise
         now = time.monotonic()
         log.debug("%s: connection opened", ep.label)
@@ -580,14 +590,14 @@ class _SMTPEngine:
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
             else:
-                conn.smtp.close()
+                _hang_up(conn.smtp)
 
     async def _quit(self, conn: _Conn) -> None:
         try:
             with contextlib.suppress(*_LIBRARY_ERRORS):
                 await conn.smtp.quit(timeout=self.timeouts.quit)
         finally:
-            conn.smtp.close()
+            _hang_up(conn.smtp)
 
     def _sweep(self) -> None:
         now = time.monotonic()
@@ -622,7 +632,7 @@ class _SMTPEngine:
                 return await self._transaction(conn, msg)
             except _Stale as stale:
                 log.info("%s: idle connection was closed (%s); reopening once", ep.label, stale)
-                conn.smtp.close()
+                _hang_up(conn.smtp)
                 conn = await self._open(ep)
                 return await self._transaction(conn, msg)
         finally:
@@ -640,7 +650,7 @@ class _SMTPEngine:
                 return await conn.smtp.execute_command(*args, timeout=timeout)
         except DeliveryError:
             conn.broken = True
-            conn.smtp.close()
+            _hang_up(conn.smtp)
             raise
 
     async def _refused(self, conn: _Conn, reply: SMTPResponse, stage: str) -> AttemptResult:
@@ -648,7 +658,7 @@ class _SMTPEngine:
         result = classify_reply(reply.code, reply.message, stage=stage, host=conn.label)
         if reply.code == 421 or not 200 <= reply.code <= 599 or not conn.smtp.is_connected:
             conn.broken = True
-            conn.smtp.close()
+            _hang_up(conn.smtp)
             return result
         try:
             rset = await self._command(conn, "rset", b"RSET", timeout=self.timeouts.command)
@@ -656,7 +666,7 @@ class _SMTPEngine:
             return result
         if rset.code != 250:
             conn.broken = True
-            conn.smtp.close()
+            _hang_up(conn.smtp)
         return result
 
     async def _transaction(self, conn: _Conn, msg: _Prepared) -> AttemptResult:
@@ -708,7 +718,7 @@ class _SMTPEngine:
         reply = await self._send_body(conn, msg.wire)
         if not 200 <= reply.code <= 599:  # an answer, but no verdict: it may be stored
             conn.broken = True
-            smtp.close()
+            _hang_up(smtp)
             raise ConnectionLost(
                 f"dot: malformed reply: {reply.code} {_clean(reply.message)}",
                 stage="dot",
@@ -717,7 +727,7 @@ class _SMTPEngine:
             )
         if reply.code == 421:
             conn.broken = True
-            smtp.close()
+            _hang_up(smtp)
         return classify_reply(reply.code, reply.message, stage="dot", host=conn.label)
 
     async def _send_body(self, conn: _Conn, wire: bytes) -> SMTPResponse:
@@ -734,11 +744,11 @@ class _SMTPEngine:
                 return await protocol.read_response(timeout=self.timeouts.final)
         except aiosmtplib.SMTPServerDisconnected as exc:
             conn.broken = True
-            conn.smtp.close()
+            _hang_up(conn.smtp)
             raise _translate(exc, stage="body", host=conn.label) from exc
         except DeliveryError:
             conn.broken = True
-            conn.smtp.close()
+            _hang_up(conn.smtp)
             raise
 
     # -- lifecycle --------------------------------------------------------------
@@ -755,6 +765,9 @@ class _SMTPEngine:
             self._retire(conns)
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
+        # a socket closes in a callback the loop runs next; give it that turn, so that
+        # a caller who ends the loop right after close() leaves no socket open
+        await asyncio.sleep(0)
 
 
 async def _drain(transport: asyncio.WriteTransport, timeouts: Timeouts) -> None:

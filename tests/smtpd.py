@@ -24,6 +24,7 @@ import asyncio
 import email
 import email.policy
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -90,6 +91,8 @@ class RecordingHandler:
     armed: bool = False
     live: set[FaultySMTP] = field(default_factory=set)
     logins: list[str] = field(default_factory=list)
+    #: every connection's socket transport, to close them all before the loop stops
+    transports: weakref.WeakSet[asyncio.BaseTransport] = field(default_factory=weakref.WeakSet)
 
     def fault(self, at: str) -> Fault | None:
         if not self.armed:
@@ -195,6 +198,10 @@ class FaultySMTP(SMTP):
         self.recorder.live.add(self)
         await self._faulted("CONNECT", lambda: SMTP.push(self, status))
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.recorder.transports.add(transport)
+        super().connection_made(transport)
+
     def connection_lost(self, error: Exception | None) -> None:
         self.recorder.live.discard(self)
         super().connection_lost(error)
@@ -287,7 +294,27 @@ class SMTPTestServer:
 
     def stop(self) -> None:
         self.handler.armed = False
+        self._close_transports()
         self.controller.stop()
+
+    def _close_transports(self) -> None:
+        """Abort every connection's socket and let the loop finish closing them before it
+        stops: a socket whose close was still pending (e.g. after a failed TLS handshake)
+        would otherwise be garbage-collected later as an unclosed transport, and that
+        warning would fail whichever test happened to be running."""
+        loop = self.controller.loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return
+        done = threading.Event()
+
+        def close() -> None:
+            for transport in list(self.handler.transports):
+                if isinstance(transport, asyncio.WriteTransport):
+                    transport.abort()
+            loop.call_soon(done.set)  # after the callbacks the aborts scheduled
+
+        loop.call_soon_threadsafe(close)
+        done.wait(5)
 
     def __enter__(self) -> SMTPTestServer:
         return self.start()
