@@ -198,9 +198,7 @@ def test_errors_cross_process_boundaries_whole(exc: NotifierError) -> None:
     assert back.__notes__ == ["while rendering events[3]"]
     if isinstance(exc, ValidationError):
         assert isinstance(back, ValidationError)
-        assert [(e.loc, e.message) for e in back.errors] == [
-            (e.loc, e.message) for e in exc.errors
-        ]
+        assert [(e.loc, e.message) for e in back.errors] == [(e.loc, e.message) for e in exc.errors]
     if isinstance(exc, TransientDeliveryError):
         assert isinstance(back, TransientDeliveryError)
         assert (back.code, back.enhanced, back.host) == (451, "4.3.0", "mx")

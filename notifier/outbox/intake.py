@@ -50,6 +50,7 @@ CHUNK_MIN_ITEMS = 8
 #: after the pool failed, prepare in-process this long before starting a new one
 RETRY_SECONDS = 30.0
 
+
 class Preparer(Protocol):
     def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
         """One result per raw event, in order; ``locs`` prefix each item's error paths
