@@ -7,6 +7,7 @@ new token once; only its hash is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -83,14 +84,16 @@ def serve(
     )
     try:
         from .outbox import OutboxConfig
+        from .outbox.intake import auto_processes
 
-        OutboxConfig.from_env()  # a bad NOTIFIER_* value: a message now, not a traceback later
+        # read here, once: a bad NOTIFIER_* value is a message now, not a traceback later
+        outbox_config = OutboxConfig.from_env()
         if intake_processes is None and not os.environ.get("NOTIFIER_INTAKE_PROCESSES"):
-            from .outbox.intake import auto_processes
-
-            intake_processes = auto_processes()
+            intake_processes = auto_processes()  # serve's default: one per core
+        if intake_processes is not None:
+            outbox_config = dataclasses.replace(outbox_config, intake_processes=intake_processes)
         app = create_app(
-            settings, run_worker=worker, warm_up=True, intake_processes=intake_processes
+            settings, run_worker=worker, warm_up=True, outbox_config=outbox_config
         )
     except NotifierError as exc:
         _fail(str(exc), 2)

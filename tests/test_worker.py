@@ -340,7 +340,7 @@ def test_two_worker_processes_share_the_queue_each_message_sent_once(
     for proc, log in zip(workers, logs, strict=True):
         stop(proc, log)
 
-    records = [live_box.get(r.id) for r in live_box.recent(limit=n)]
+    records = [live_box.get(r.id) for r in live_box.search(limit=n)]
     assert len(records) == n and all(r.status == Status.SENT for r in records)
     assert all(len(r.attempt_log) == 1 for r in records)  # nobody sent anything twice
     received = [message_id_of(m.data) for m in smtp_server.messages]

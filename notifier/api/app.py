@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -25,6 +25,9 @@ from . import errors, ops, preview, unsubscribe, v1
 from .limits import MAX_BATCH, BodyLimit
 from .metrics import HttpMetrics, HttpMetricsMiddleware
 from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from ..outbox import OutboxConfig
 
 log = logging.getLogger("notifier.api")
 
@@ -88,15 +91,15 @@ def create_app(
     pipeline: Pipeline | None = None,
     run_worker: bool = False,
     warm_up: bool = False,
-    intake_processes: int | None = None,
+    outbox_config: OutboxConfig | None = None,
 ) -> FastAPI:
     """The ASGI app. ``store`` defaults to the outbox in ``settings.database``, with
-    ``intake_processes`` rendering large batches (default ``NOTIFIER_INTAKE_PROCESSES``);
-    ``run_worker`` also runs the delivery worker in this process, and ``warm_up``
-    compiles every template and starts the intake processes before the first request
-    (``notifier serve`` does both)."""
+    ``outbox_config`` (default: the ``NOTIFIER_*`` environment; it says how many intake
+    processes render large batches); ``run_worker`` also runs the delivery worker in
+    this process, and ``warm_up`` compiles every template and starts the intake
+    processes before the first request (``notifier serve`` does both)."""
     pipeline = pipeline or Pipeline(settings)
-    store = store or open_store(settings, pipeline, intake_processes=intake_processes)
+    store = store or open_store(settings, pipeline, outbox_config)
     tokens = tokens or TokenStore(store)
 
     @contextlib.asynccontextmanager

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import functools
 import json
 import re
@@ -448,20 +447,11 @@ def _accepted(result: Any) -> Accepted:
     )
 
 
-def open_store(
-    settings: Settings, pipeline: Any = None, *, intake_processes: int | None = None
-) -> Store:
-    """The outbox behind :class:`Store`, or :class:`Unavailable` saying why not.
-    ``intake_processes`` overrides ``NOTIFIER_INTAKE_PROCESSES``."""
+def open_store(settings: Settings, pipeline: Any = None, config: Any = None) -> Store:
+    """The outbox behind :class:`Store`, or :class:`Unavailable` saying why not;
+    ``config`` (an ``OutboxConfig``) defaults to the ``NOTIFIER_*`` environment."""
     try:
-        from ..outbox import OutboxConfig, open_outbox
+        from ..outbox import open_outbox
     except ImportError as exc:  # pragma: no cover - a build without the outbox
         return Unavailable(f"the outbox is not available in this build ({exc})")
-
-    def opener() -> Any:
-        config = OutboxConfig.from_env()
-        if intake_processes is not None:
-            config = dataclasses.replace(config, intake_processes=intake_processes)
-        return open_outbox(settings, pipeline, config)
-
-    return OutboxStore(opener)
+    return OutboxStore(lambda: open_outbox(settings, pipeline, config))

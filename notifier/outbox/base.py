@@ -1491,9 +1491,6 @@ class Outbox(ABC):
             "suppressed_addresses": int(suppressed[0] if suppressed else 0),
         }
 
-    def recent(self, status: Status | str | None = None, limit: int = 50) -> list[MessageRecord]:
-        return self.search(status=status, limit=limit)
-
     def search(
         self,
         *,

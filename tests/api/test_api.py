@@ -430,7 +430,7 @@ def test_batch_of_a_thousand(client: TestClient, tokens: Tokens) -> None:
 
 
 def test_batch_rendered_in_worker_processes(settings: Settings) -> None:
-    app = create_app(settings, intake_processes=2, warm_up=True)
+    app = create_app(settings, outbox_config=OutboxConfig(intake_processes=2), warm_up=True)
     with TestClient(app) as c:
         preparer = app.state.store.outbox.preparer
         assert preparer._pool is not None  # started with the app (warm_up)
