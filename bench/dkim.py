@@ -29,8 +29,8 @@ sys.path.insert(0, str(_HERE.parent))
 import dkim  # noqa: E402
 
 from notifier.brands import Brand  # noqa: E402
-from notifier.dkim import Signer, header_list  # noqa: E402
-from notifier.keys import KeyStore  # noqa: E402
+from notifier.signing.dkim import Signer, header_list  # noqa: E402
+from notifier.signing.keys import KeyStore  # noqa: E402
 
 TARGET_BYTES = 10_000
 
@@ -115,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         include = header_list(dkim.rfc822_parse(message)[0])
 
         def stock() -> bytes:
-            header: bytes = dkim.sign(message, b"bench2026", b"acme.fi", pem,
-                             canonicalize=(b"relaxed", b"relaxed"), include_headers=include)
+            header: bytes = dkim.sign(
+                message,
+                b"bench2026",
+                b"acme.fi",
+                pem,
+                canonicalize=(b"relaxed", b"relaxed"),
+                include_headers=include,
+            )
             return header
 
         if not dkim.verify(stock() + message, dnsfunc=dnsfunc):
@@ -134,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(figures))
     else:
-        print(f"message: {len(message)} bytes, RSA-2048, relaxed/relaxed, "
-              f"h={':'.join(h.decode() for h in include)}")
+        print(
+            f"message: {len(message)} bytes, RSA-2048, relaxed/relaxed, "
+            f"h={':'.join(h.decode() for h in include)}"
+        )
         print(f"ours (notifier.dkim.Signer, OpenSSL RSA): {ours_ms:.3f} ms/msg")
         print(f"stock dkim.sign (pure-Python RSA):        {stock_ms:.3f} ms/msg")
         print(f"ratio: {figures['ratio']}x  (n={args.n} each, verified with dkim.verify)")

@@ -109,8 +109,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def notifier_server(worker: bool, intake_processes: int | None = None) -> Iterator[tuple[str, str]]:
     """``notifier serve`` on loopback with a fresh var dir; yields (url, admin token)."""
     from notifier.api.store import open_store
-    from notifier.pipeline import Pipeline
-    from notifier.settings import Secret, Settings
+    from notifier.compose.pipeline import Pipeline
+    from notifier.config import Secret, Settings
     from notifier.tokens import TokenStore
 
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:

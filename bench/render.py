@@ -17,8 +17,8 @@ from email.policy import default as default_policy
 import jinja2
 
 from notifier import events as catalog
-from notifier.pipeline import Pipeline
-from notifier.settings import Settings
+from notifier.compose.pipeline import Pipeline
+from notifier.config import Settings
 
 EVENTS = [
     "domain.renewal_reminder",
@@ -40,8 +40,7 @@ def naive(pipeline: Pipeline, evs: list, n: int, cache_env: bool = False) -> flo
     """``cache_env=False``: a fresh Environment (the template chain compiled) per
     message — the naive path. ``cache_env=True``: environments kept, so only
     EmailMessage and str.replace differ from ours — printed for reference."""
-    from notifier.i18n import formatter
-    from notifier.render import (
+    from notifier.compose.render import (
         _FILTERS,
         _MODE_HELPERS,
         _Memo,
@@ -49,6 +48,7 @@ def naive(pipeline: Pipeline, evs: list, n: int, cache_env: bool = False) -> flo
         html_paragraphs,
         text_paragraphs,
     )
+    from notifier.i18n import formatter
 
     settings = pipeline.settings
     tdir = str(settings.templates_dir)

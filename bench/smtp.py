@@ -28,8 +28,8 @@ import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from notifier.delivery import RelayTransport
-from notifier.transport import Envelope
+from notifier.delivery.smtp import RelayTransport
+from notifier.delivery.transport import Envelope
 
 SENDER = "bounce@bounces.bench.test"
 HELO = "bench.notifier.test"

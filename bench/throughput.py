@@ -46,10 +46,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
 from notifier import events as catalog  # noqa: E402
-from notifier.keys import KeyStore  # noqa: E402
+from notifier.compose.pipeline import Pipeline  # noqa: E402
+from notifier.config import Secret, Settings  # noqa: E402
 from notifier.outbox import Outbox, OutboxConfig, open_outbox  # noqa: E402
-from notifier.pipeline import Pipeline  # noqa: E402
-from notifier.settings import Secret, Settings  # noqa: E402
+from notifier.signing.keys import KeyStore  # noqa: E402
 
 BRANDS = ("acme", "kustwebb", "nordname")
 LANGS = ("fi", "sv", "en")

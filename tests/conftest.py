@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.pipeline import Pipeline
-from notifier.settings import Secret, Settings
+from notifier.compose.pipeline import Pipeline
+from notifier.config import Secret, Settings
 
 pytest_plugins: list[str] = []
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from notifier.brands import BrandRegistry, load_brand
+from notifier.config import PROJECT_ROOT
 from notifier.errors import BrandError, UnknownBrand
-from notifier.settings import PROJECT_ROOT
 
 BRANDS = PROJECT_ROOT / "brands"
 

@@ -127,7 +127,7 @@ def test_templates_check_passes_for_shipped_templates(env_var_dir: Path) -> None
 def test_templates_check_catches_a_leak(env_var_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from notifier.settings import PROJECT_ROOT
+    from notifier.config import PROJECT_ROOT
 
     brands = tmp_path / "brands"
     shutil.copytree(PROJECT_ROOT / "brands", brands)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from notifier import delivery
-from notifier.delivery import (
+from notifier.delivery import smtp as delivery
+from notifier.delivery.smtp import (
     CaptureTransport,
     DirectTransport,
     RelayTransport,
@@ -29,8 +29,8 @@ from notifier.delivery import (
     parse_retry_after,
     transport_from_url,
 )
+from notifier.delivery.transport import AttemptResult, Envelope
 from notifier.errors import ConfigError
-from notifier.transport import AttemptResult, Envelope
 from tests.conftest_smtp import SmtpSink, TLSFiles, free_port
 from tests.smtpd import Fault, SMTPTestServer
 

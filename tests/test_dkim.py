@@ -22,7 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.brands import Brand, BrandRegistry
-from notifier.dkim import (
+from notifier.config import Settings
+from notifier.errors import KeyStoreError, SigningError
+from notifier.signing.dkim import (
     Signer,
     canonicalize_body_relaxed,
     choose_signing,
@@ -30,9 +32,7 @@ from notifier.dkim import (
     normalise_newlines,
     split_message,
 )
-from notifier.errors import KeyStoreError, SigningError
-from notifier.keys import KeyStore
-from notifier.settings import Settings
+from notifier.signing.keys import KeyStore
 
 ALGOS = ("rsa-sha256", "ed25519-sha256")
 
@@ -129,9 +129,7 @@ def build_message(
 
 def signatures(message: bytes) -> list[dict[bytes, bytes]]:
     d = dkim.DKIM(message)
-    return [
-        dkim.util.parse_tag_value(v) for k, v in d.headers if k.lower() == b"dkim-signature"
-    ]
+    return [dkim.util.parse_tag_value(v) for k, v in d.headers if k.lower() == b"dkim-signature"]
 
 
 def verify_each(message: bytes, dns: FakeDNS) -> dict[str, bool]:
@@ -161,11 +159,26 @@ def test_signature_tags(signer: Signer, brand: Brand) -> None:
         assert b"l" not in sig
         names = re.split(rb"\s*:\s*", sig[b"h"])
         assert names == [
-            b"from", b"from", b"to", b"to", b"subject", b"subject", b"date", b"date",
-            b"message-id", b"message-id", b"reply-to", b"reply-to",
-            b"mime-version", b"mime-version", b"content-type", b"content-type",
-            b"list-unsubscribe", b"list-unsubscribe",
-            b"list-unsubscribe-post", b"list-unsubscribe-post",
+            b"from",
+            b"from",
+            b"to",
+            b"to",
+            b"subject",
+            b"subject",
+            b"date",
+            b"date",
+            b"message-id",
+            b"message-id",
+            b"reply-to",
+            b"reply-to",
+            b"mime-version",
+            b"mime-version",
+            b"content-type",
+            b"content-type",
+            b"list-unsubscribe",
+            b"list-unsubscribe",
+            b"list-unsubscribe-post",
+            b"list-unsubscribe-post",
         ]
     assert (rsa_sig[b"a"], rsa_sig[b"s"]) == (b"rsa-sha256", b"acme2026a")
     assert (ed_sig[b"a"], ed_sig[b"s"]) == (b"ed25519-sha256", b"acme2026e")
@@ -177,17 +190,26 @@ def test_signature_tags(signer: Signer, brand: Brand) -> None:
 def test_absent_oversigned_headers_are_named_once() -> None:
     headers = [(b"From", b" a@acme.fi\r\n"), (b"Subject", b" x\r\n")]
     assert header_list(headers) == [
-        b"from", b"from", b"to", b"subject", b"subject", b"date", b"message-id", b"reply-to"
+        b"from",
+        b"from",
+        b"to",
+        b"subject",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"reply-to",
     ]
 
 
 def _replace(name: str, new_value: str) -> Callable[[bytes], bytes]:
     def change(message: bytes) -> bytes:
-        pattern = re.compile(rb"^(" + name.encode() + rb":)[^\r\n]*((?:\r\n[ \t][^\r\n]*)*)",
-                             re.M | re.I)
+        pattern = re.compile(
+            rb"^(" + name.encode() + rb":)[^\r\n]*((?:\r\n[ \t][^\r\n]*)*)", re.M | re.I
+        )
         out, n = pattern.subn(b"\\1 " + new_value.encode(), message, count=1)
         assert n == 1, f"no {name} header to change"
         return out
+
     return change
 
 
@@ -198,9 +220,11 @@ def _prepend(header: str) -> Callable[[bytes], bytes]:
 
 def _insert_after_signatures(header: str) -> Callable[[bytes], bytes]:
     """Add a header below our signatures (where a second copy is read first by some clients)."""
+
     def change(message: bytes) -> bytes:
         head, body = message.split(b"\r\n\r\n", 1)
         return head + b"\r\n" + header.encode() + b"\r\n\r\n" + body
+
     return change
 
 
@@ -252,13 +276,15 @@ def test_added_reply_to_breaks_signature(signer: Signer, brand: Brand, dns: Fake
     assert verify_each(tampered, dns) == {"rsa-sha256": False, "ed25519-sha256": False}
 
 
-def test_stock_dkimpy_lets_a_second_subject_through(store: KeyStore, brand: Brand,
-                                                     dns: FakeDNS) -> None:
+def test_stock_dkimpy_lets_a_second_subject_through(
+    store: KeyStore, brand: Brand, dns: FakeDNS
+) -> None:
     """Why we over-sign: dkimpy's defaults only protect From from additions."""
     message = build_message()
     pem = store.path(brand.id, "acme2026a").read_bytes()
-    header = dkim.sign(message, b"acme2026a", b"acme.fi", pem,
-                       canonicalize=(b"relaxed", b"relaxed"))
+    header = dkim.sign(
+        message, b"acme2026a", b"acme.fi", pem, canonicalize=(b"relaxed", b"relaxed")
+    )
     stock = header + message
     assert dkim.verify(stock, dnsfunc=dns)
     assert dkim.verify(_prepend("Subject: Maksa heti")(stock), dnsfunc=dns)
@@ -272,9 +298,7 @@ def test_relaxed_canonicalisation_tolerates_whitespace(
     assert verify_each(refolded, dns) == {"rsa-sha256": True, "ed25519-sha256": True}
 
 
-def test_newlines_are_normalised_before_signing(
-    signer: Signer, brand: Brand, dns: FakeDNS
-) -> None:
+def test_newlines_are_normalised_before_signing(signer: Signer, brand: Brand, dns: FakeDNS) -> None:
     crlf = build_message()
     lf = crlf.replace(b"\r\n", b"\n").replace(b"Terveisin", b"Terveisin\rAcme", 1)
     signed = signer.sign(lf, brand)
@@ -370,8 +394,9 @@ def test_refuses_messages_that_would_fail_dmarc(
 def test_subdomain_from_aligns_with_organisational_d(
     store: KeyStore, signer: Signer, dns: FakeDNS
 ) -> None:
-    b = make_brand(id="subdom", from_address="info@mail.acme.fi",
-                   dkim=[{"name": "sub1", "active": True}])
+    b = make_brand(
+        id="subdom", from_address="info@mail.acme.fi", dkim=[{"name": "sub1", "active": True}]
+    )
     record = store.generate(b, "sub1")
     dns.publish(record.name, record.value)
     signed = signer.sign(build_message(sender="Acme <info@mail.acme.fi>"), b)
@@ -466,8 +491,9 @@ def test_via_platform_message_verifies_with_platform_key(
     record = store.generate(platform, sel.name)
     fake = FakeDNS()
     fake.publish(record.name, record.value)
-    message = build_message(sender=f"{decision.display_name} <{decision.from_address}>",
-                            reply_to=decision.reply_to)
+    message = build_message(
+        sender=f"{decision.display_name} <{decision.from_address}>", reply_to=decision.reply_to
+    )
     signed = signer.sign(message, decision.signer)
     assert signatures(signed)[0][b"d"] == b"nordname.com"
     assert dkim.verify(signed, dnsfunc=fake)

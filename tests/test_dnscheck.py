@@ -28,18 +28,19 @@ import typer
 from typer.testing import CliRunner
 
 from notifier.brands import Brand, BrandRegistry
-from notifier.cli_dkim import EXIT_FAIL, EXIT_UNKNOWN, dns_app
-from notifier.dnscheck import Check, all_ok, check_brand, render_json, render_table
-from notifier.keys import KeyStore
-from notifier.settings import PROJECT_ROOT, Settings
+from notifier.cli.dkim import EXIT_FAIL, EXIT_UNKNOWN, dns_app
+from notifier.config import PROJECT_ROOT, Settings
+from notifier.dns.checks import Check, all_ok, check_brand, render_json, render_table
+from notifier.signing.keys import KeyStore
 
 SPF_OK = "v=spf1 include:_spf.nordname.com -all"
 LINK_IP = "192.0.2.10"
 ZONES = ("good", "nodkim", "wrongkey", "twospf", "nodmarc", "noinclude", "byaddr", "orgdm")
 
 
-def _toml(bid: str, *, sending: str | None = None, selectors: str = "s1",
-          from_address: str | None = None) -> str:
+def _toml(
+    bid: str, *, sending: str | None = None, selectors: str = "s1", from_address: str | None = None
+) -> str:
     domain = f"{bid}.fi"
     lines = [
         f'name = "{bid.title()}"',
@@ -72,13 +73,20 @@ class World:
         return self.registry.get(bid)
 
     def check(self, bid: str, nameserver: str | None = None, timeout: float = 3.0) -> list[Check]:
-        return check_brand(self.brand(bid), self.settings, self.store,
-                           nameserver=nameserver or self.nameserver, timeout=timeout)
+        return check_brand(
+            self.brand(bid),
+            self.settings,
+            self.store,
+            nameserver=nameserver or self.nameserver,
+            timeout=timeout,
+        )
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+    ):
         udp.bind(("127.0.0.1", 0))
         port = int(udp.getsockname()[1])
         tcp.bind(("127.0.0.1", port))
@@ -108,8 +116,12 @@ def _zone_args(store: KeyStore, registry: BrandRegistry, other: KeyStore) -> lis
         for sel in brand.dkim:
             src = other if bid == "wrongkey" else store
             if bid != "nodkim":
-                args.append(_txt(f"{sel.name}._domainkey.{brand.mail_domain}",
-                                 src.record(brand, sel.name).value))
+                args.append(
+                    _txt(
+                        f"{sel.name}._domainkey.{brand.mail_domain}",
+                        src.record(brand, sel.name).value,
+                    )
+                )
         if bid == "twospf":
             args.append(_txt(f"bounce.{d}", SPF_OK))
             args.append(_txt(f"bounce.{d}", "v=spf1 include:spf.other.example ~all"))
@@ -143,8 +155,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             kwargs |= {"from_address": "info@mail.orgdm.fi", "sending_domain": "mail.orgdm.fi"}
         sending = kwargs.pop("sending_domain", None)
         (brands_dir / f"{bid}.toml").write_text(_toml(bid, sending=sending, **kwargs))
-    settings = Settings(var_dir=root / "var", key_dir=root / "keys", brands_dir=brands_dir,
-                        link_addresses=(LINK_IP,))
+    settings = Settings(
+        var_dir=root / "var",
+        key_dir=root / "keys",
+        brands_dir=brands_dir,
+        link_addresses=(LINK_IP,),
+    )
     registry = BrandRegistry(brands_dir, settings.platform_brand)
     store = KeyStore(settings.keys_path)
     other = KeyStore(root / "other-keys")
@@ -160,20 +176,30 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     log_path = root / "dnsmasq.log"
     for _attempt in range(5):
         port = _free_port()
-        cmd = [binary, "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-               f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces",
-               "--pid-file", "--log-facility=-", *zone_args]
+        cmd = [
+            binary,
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            f"--port={port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--pid-file",
+            "--log-facility=-",
+            *zone_args,
+        ]
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         if _wait_ready(proc, port):
             break
         proc.wait()
     else:
         pytest.fail(f"dnsmasq did not start: {log_path.read_text()[-2000:]}")
     try:
-        yield World(settings, registry, store, brands_dir, settings.keys_path,
-                    f"127.0.0.1:{port}")
+        yield World(settings, registry, store, brands_dir, settings.keys_path, f"127.0.0.1:{port}")
     finally:
         proc.terminate()
         try:
@@ -211,7 +237,13 @@ def by_id(checks: list[Check]) -> dict[str, Check]:
 def test_correct_setup_is_all_ok(world: World) -> None:
     checks = world.check("good")
     assert [c.id for c in checks] == [
-        "dkim:s1", "dkim:e1", "spf", "dmarc", "align:dkim", "align:spf", "link"
+        "dkim:s1",
+        "dkim:e1",
+        "spf",
+        "dmarc",
+        "align:dkim",
+        "align:spf",
+        "link",
     ]
     assert {c.id: c.status for c in checks} == dict.fromkeys(by_id(checks), "ok")
     assert all_ok(checks)
@@ -250,8 +282,7 @@ def test_two_spf_records_fail(world: World) -> None:
     assert spf.status == "fail"
     assert "2 SPF records" in spf.message
     assert spf.expected == (
-        'bounce.twospf.fi. IN TXT "v=spf1 include:_spf.nordname.com '
-        'include:spf.other.example ~all"'
+        'bounce.twospf.fi. IN TXT "v=spf1 include:_spf.nordname.com include:spf.other.example ~all"'
     )  # the two disagreed on -all/~all: the merged record softfails
 
 
@@ -283,10 +314,17 @@ def test_link_domain_by_address(world: World) -> None:
     link = by_id(world.check("byaddr"))["link"]
     assert link.status == "ok"
     assert link.found == LINK_IP
-    settings = Settings(var_dir=world.settings.var_dir, key_dir=world.key_dir,
-                        brands_dir=world.brands_dir, link_addresses=("192.0.2.99",))
-    other = by_id(check_brand(world.brand("byaddr"), settings, world.store,
-                              nameserver=world.nameserver, timeout=3))["link"]
+    settings = Settings(
+        var_dir=world.settings.var_dir,
+        key_dir=world.key_dir,
+        brands_dir=world.brands_dir,
+        link_addresses=("192.0.2.99",),
+    )
+    other = by_id(
+        check_brand(
+            world.brand("byaddr"), settings, world.store, nameserver=world.nameserver, timeout=3
+        )
+    )["link"]
     assert other.status == "fail"
     assert other.expected == (
         "links.byaddr.fi. IN CNAME links.nordname.com. (or A/AAAA: 192.0.2.99)"
@@ -295,8 +333,9 @@ def test_link_domain_by_address(world: World) -> None:
 
 def test_misaligned_sending_domain_fails_alignment(world: World) -> None:
     brand = world.brand("good").model_copy(update={"sending_domain": "other.se"})
-    checks = by_id(check_brand(brand, world.settings, world.store, nameserver=world.nameserver,
-                               timeout=3))
+    checks = by_id(
+        check_brand(brand, world.settings, world.store, nameserver=world.nameserver, timeout=3)
+    )
     assert checks["align:dkim"].status == "fail"
     assert checks["align:dkim"].expected == "sending_domain in brands/good.toml: good.fi or below"
     # other.se is not one of dnsmasq's zones: it refuses, which is not a verdict
@@ -305,11 +344,12 @@ def test_misaligned_sending_domain_fails_alignment(world: World) -> None:
 
 def test_inactive_selector_is_reported_but_not_required(world: World) -> None:
     brand = world.brand("nodkim")
-    pending = brand.model_copy(update={"dkim": [
-        brand.dkim[0].model_copy(update={"active": False})
-    ]})
-    checks = check_brand(pending, world.settings, world.store, nameserver=world.nameserver,
-                         timeout=3)
+    pending = brand.model_copy(
+        update={"dkim": [brand.dkim[0].model_copy(update={"active": False})]}
+    )
+    checks = check_brand(
+        pending, world.settings, world.store, nameserver=world.nameserver, timeout=3
+    )
     dkim = by_id(checks)["dkim:s1"]
     assert dkim.status == "fail" and not dkim.required
     assert all_ok(checks)
@@ -399,8 +439,16 @@ def test_render_json_and_table(world: World) -> None:
     doc = json.loads(render_json(checks, "nodmarc"))
     assert doc["brand"] == "nodmarc" and doc["ok"] is False
     dmarc = next(c for c in doc["checks"] if c["id"] == "dmarc")
-    assert set(dmarc) == {"id", "title", "status", "name", "found", "expected", "message",
-                          "required"}
+    assert set(dmarc) == {
+        "id",
+        "title",
+        "status",
+        "name",
+        "found",
+        "expected",
+        "message",
+        "required",
+    }
     assert dmarc["status"] == "fail"
     table = render_table(checks, "nodmarc")
     assert re.search(r"^FAIL +DMARC +_dmarc\.nodmarc\.fi +no DMARC record", table, re.M)
@@ -426,18 +474,21 @@ def cli(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> typer.
 
 def test_cli_exit_codes(world: World, cli: typer.Typer, silent_server: str) -> None:
     runner = CliRunner()
-    ok = runner.invoke(cli, ["dns", "check", "--brand", "good", "--nameserver", world.nameserver,
-                             "--json"])
+    ok = runner.invoke(
+        cli, ["dns", "check", "--brand", "good", "--nameserver", world.nameserver, "--json"]
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["ok"] is True
 
-    bad = runner.invoke(cli, ["dns", "check", "--brand", "nodmarc", "--nameserver",
-                              world.nameserver])
+    bad = runner.invoke(
+        cli, ["dns", "check", "--brand", "nodmarc", "--nameserver", world.nameserver]
+    )
     assert bad.exit_code == EXIT_FAIL
     assert "_dmarc.nodmarc.fi" in bad.stdout
 
-    dead = runner.invoke(cli, ["dns", "check", "--brand", "good", "--nameserver", silent_server,
-                               "--timeout", "0.5"])
+    dead = runner.invoke(
+        cli, ["dns", "check", "--brand", "good", "--nameserver", silent_server, "--timeout", "0.5"]
+    )
     assert dead.exit_code == EXIT_UNKNOWN
     assert "could not be made" in dead.stdout
 
@@ -447,7 +498,8 @@ def test_cli_errors(cli: typer.Typer) -> None:
     unknown = runner.invoke(cli, ["dns", "check", "--brand", "nosuch"])
     assert unknown.exit_code == 1
     assert "unknown brand 'nosuch'" in unknown.stderr
-    badns = runner.invoke(cli, ["dns", "check", "--brand", "good", "--nameserver",
-                                "127.0.0.1:99999"])
+    badns = runner.invoke(
+        cli, ["dns", "check", "--brand", "good", "--nameserver", "127.0.0.1:99999"]
+    )
     assert badns.exit_code == 1
     assert "port out of range" in badns.stderr

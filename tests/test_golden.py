@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.pipeline import Pipeline
+from notifier.compose.pipeline import Pipeline
 
 GOLDEN = Path(__file__).parent / "golden"
 WHEN = datetime(2026, 11, 26, 7, 30, tzinfo=UTC)

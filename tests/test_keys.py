@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from typer.testing import CliRunner
 
 from notifier.brands import Brand
-from notifier.cli_dkim import dkim_app
+from notifier.cli.dkim import dkim_app
 from notifier.errors import KeyStoreError
-from notifier.keys import DNSRecord, KeyStore
+from notifier.signing.keys import DNSRecord, KeyStore
 
 
 def make_brand(**overrides: Any) -> Brand:
@@ -212,8 +212,8 @@ def test_cli_keygen_json_then_refuse(cli_env: Path) -> None:
 
 def test_cli_keygen_human_output_never_shows_the_key(cli_env: Path) -> None:
     result = CliRunner().invoke(
-        _app(), ["dkim", "keygen", "--brand", "acme", "--selector", "ed2027", "--algorithm",
-                 "ed25519"],
+        _app(),
+        ["dkim", "keygen", "--brand", "acme", "--selector", "ed2027", "--algorithm", "ed25519"],
     )
     assert result.exit_code == 0, result.output
     assert "ed2027._domainkey.acme.fi. IN TXT" in result.stdout

@@ -3,8 +3,8 @@ from __future__ import annotations
 import dataclasses
 
 from notifier import events
-from notifier.links import Rewriter, leaks
-from notifier.pipeline import Pipeline
+from notifier.compose.links import Rewriter, leaks
+from notifier.compose.pipeline import Pipeline
 
 HOSTS = ("nordname.com", "www.nordname.com", "manage.nordname.com")
 

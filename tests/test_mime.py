@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier import mime
+from notifier.compose import mime
+from notifier.compose.pipeline import Pipeline
+from notifier.compose.render import Recipient
 from notifier.errors import HeaderInjection, ValidationError
-from notifier.pipeline import Pipeline
-from notifier.render import Recipient
 
 WHEN = datetime(2026, 11, 26, 7, 30, tzinfo=UTC)
 

@@ -23,10 +23,11 @@ import dkim
 import pytest
 
 from notifier import events as catalog
-from notifier.dkim import Signer
+from notifier.compose.pipeline import Pipeline
+from notifier.config import Secret, Settings
+from notifier.delivery.transport import AttemptResult
 from notifier.errors import Conflict, RenderError, StorageError, ValidationError
 from notifier.fields import domain_to_ascii
-from notifier.keys import KeyStore
 from notifier.outbox import (
     Accepted,
     Claim,
@@ -48,9 +49,8 @@ from notifier.outbox.base import (
     latency_counter,
     parse_duration,
 )
-from notifier.pipeline import Pipeline
-from notifier.settings import Secret, Settings
-from notifier.transport import AttemptResult
+from notifier.signing.dkim import Signer
+from notifier.signing.keys import KeyStore
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed "now"
 
@@ -122,7 +122,9 @@ def clock() -> Clock:
 @pytest.fixture
 def box_settings(tmp_path: Path, key_dir: Path, db_url: str) -> Settings:
     return Settings(
-        var_dir=tmp_path / "var", key_dir=key_dir, secret_key=Secret("test-secret"),
+        var_dir=tmp_path / "var",
+        key_dir=key_dir,
+        secret_key=Secret("test-secret"),
         database_url=db_url,
     )
 
@@ -202,7 +204,11 @@ class FakeDNS:
 
 
 def signed_delivery(
-    box: Outbox, claim: Claim, key_dir: Path, result: AttemptResult, now: float,
+    box: Outbox,
+    claim: Claim,
+    key_dir: Path,
+    result: AttemptResult,
+    now: float,
 ) -> Delivery:
     """What the worker records: sign, then classify ``result``."""
     brand = box.pipeline.brands.get(claim.sign_brand)
@@ -212,19 +218,28 @@ def signed_delivery(
     decision = decide(box.config, claim, result, now, box.rng)
     domain, selector = dkim_identity(head)
     return Delivery(
-        id=claim.id, status=decision.status, reason=decision.reason,
-        next_attempt_at=decision.next_attempt_at, attempt=result, signed_head=head,
-        sent_sha256=hashlib.sha256(signed).hexdigest(), dkim_domain=domain,
-        dkim_selector=selector, suppress=decision.suppress, rcpt_to=claim.rcpt_to,
+        id=claim.id,
+        status=decision.status,
+        reason=decision.reason,
+        next_attempt_at=decision.next_attempt_at,
+        attempt=result,
+        signed_head=head,
+        sent_sha256=hashlib.sha256(signed).hexdigest(),
+        dkim_domain=domain,
+        dkim_selector=selector,
+        suppress=decision.suppress,
+        rcpt_to=claim.rcpt_to,
         brand=claim.brand,
     )
 
 
 OK = AttemptResult("sent", host="mx.example.fi:25", code=250, enhanced="2.0.0", text="OK queued")
-BUSY = AttemptResult("transient", host="mx.example.fi:25", code=451, enhanced="4.3.0",
-                     text="Try again later")
-NO_USER = AttemptResult("permanent", host="mx.example.fi:25", code=550, enhanced="5.1.1",
-                        text="No such user")
+BUSY = AttemptResult(
+    "transient", host="mx.example.fi:25", code=451, enhanced="4.3.0", text="Try again later"
+)
+NO_USER = AttemptResult(
+    "permanent", host="mx.example.fi:25", code=550, enhanced="5.1.1", text="No such user"
+)
 
 
 # --- accept --------------------------------------------------------------------------------
@@ -403,9 +418,7 @@ def test_duplicates_within_one_batch_make_one_message(box: Outbox) -> None:
 # --- cancellation ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "event", ["domain.renewed", "domain.deleted", "transfer.out_completed"]
-)
+@pytest.mark.parametrize("event", ["domain.renewed", "domain.deleted", "transfer.out_completed"])
 def test_renewal_cancels_unsent_reminders_of_that_domain(
     box: Outbox, clock: Clock, event: str
 ) -> None:
@@ -440,14 +453,18 @@ def test_renewal_cancels_unsent_reminders_of_that_domain(
 
 def test_reminder_accepted_after_renewal_in_the_same_batch_is_kept(box: Outbox) -> None:
     domain = "virtasenpuutarha.fi"
-    results = box.accept_batch([
-        reminder(30, domain=domain),
-        raw_event("domain.renewed", domain=domain),
-        reminder(31, domain=domain),
-    ])
+    results = box.accept_batch(
+        [
+            reminder(30, domain=domain),
+            raw_event("domain.renewed", domain=domain),
+            reminder(31, domain=domain),
+        ]
+    )
     assert [r.status for r in results] == [Status.QUEUED] * 3
     assert [box.get(r.id).status for r in results] == [
-        Status.CANCELLED, Status.QUEUED, Status.QUEUED,
+        Status.CANCELLED,
+        Status.QUEUED,
+        Status.QUEUED,
     ]
 
 
@@ -547,7 +564,10 @@ def test_permanent_failure_fails_at_once_and_suppresses(box: Outbox, key_dir: Pa
     assert box.is_suppressed("acme", "gone@example.fi")
     [entry] = box.suppressions("acme")
     assert (entry.email, entry.code, entry.enhanced, entry.message) == (
-        "gone@example.fi", 550, "5.1.1", first,
+        "gone@example.fi",
+        550,
+        "5.1.1",
+        first,
     )
     # later optional mail to the address is not sent; mandatory notices still are
     optional = box.accept(raw_event("domain.dnssec_changed", to="gone@example.fi"))
@@ -555,8 +575,12 @@ def test_permanent_failure_fails_at_once_and_suppresses(box: Outbox, key_dir: Pa
     mandatory = box.accept(reminder(9, to="gone@example.fi"))
     assert mandatory.status == Status.QUEUED
     # other brands are not affected
-    assert box.accept(raw_event("domain.dnssec_changed", to="gone@example.fi",
-                                brand="nordname")).status == Status.QUEUED
+    assert (
+        box.accept(
+            raw_event("domain.dnssec_changed", to="gone@example.fi", brand="nordname")
+        ).status
+        == Status.QUEUED
+    )
     assert box.unsuppress("acme", "GONE@example.fi")
     assert not box.is_suppressed("acme", "gone@example.fi")
 
@@ -586,7 +610,8 @@ def test_evidence_exact_bytes_dkim_and_attempts_kept_then_purged(
     assert record.status == Status.SENT and record.sent_at is not None
     assert (record.dkim_domain, record.dkim_selector) == ("nordname.com", "nn2026a")
     assert [(a.code, a.enhanced, a.outcome) for a in record.attempt_log] == [
-        (451, "4.3.0", "transient"), (250, "2.0.0", "sent"),
+        (451, "4.3.0", "transient"),
+        (250, "2.0.0", "sent"),
     ]
     assert all(a.host == "mx.example.fi:25" and a.worker == "w" for a in record.attempt_log)
     raw = box.raw(mid)
@@ -607,8 +632,10 @@ def test_tampered_evidence_is_detected(box: Outbox, clock: Clock, key_dir: Path)
     [claim] = box.claim("w", 1)
     box.complete("w", [signed_delivery(box, claim, key_dir, OK, clock.now)])
     with box.transaction() as cur:
-        cur.execute("UPDATE outbox_bodies SET data = ? WHERE message = ?",
-                    [claim.data.replace(b"Aino", b"Eino"), mid])
+        cur.execute(
+            "UPDATE outbox_bodies SET data = ? WHERE message = ?",
+            [claim.data.replace(b"Aino", b"Eino"), mid],
+        )
     with pytest.raises(StorageError, match="SHA-256"):
         box.raw(mid)
 
@@ -636,11 +663,14 @@ def test_purge_keeps_unfinished_messages(box: Outbox, clock: Clock) -> None:
 def test_retry_and_retry_failed(box: Outbox, clock: Clock, key_dir: Path) -> None:
     ids = [r.id for r in box.accept_batch([reminder(i) for i in range(3)])]
     claims = box.claim("w", 3)
-    box.complete("w", [
-        signed_delivery(box, claims[0], key_dir, NO_USER, clock.now),
-        signed_delivery(box, claims[1], key_dir, replace(NO_USER, enhanced="5.7.1"), clock.now),
-        signed_delivery(box, claims[2], key_dir, OK, clock.now),
-    ])
+    box.complete(
+        "w",
+        [
+            signed_delivery(box, claims[0], key_dir, NO_USER, clock.now),
+            signed_delivery(box, claims[1], key_dir, replace(NO_USER, enhanced="5.7.1"), clock.now),
+            signed_delivery(box, claims[2], key_dir, OK, clock.now),
+        ],
+    )
     clock.advance(5 * DAY)
     record = box.retry(ids[0])
     assert record.status == Status.QUEUED and record.reason is None
@@ -677,11 +707,14 @@ def test_metrics_count_as_things_happen_and_never_go_down(
     box.accept(reminder(9, domain=domain))
     clock.advance(42)
     claims = {c.id: c for c in box.claim("w", 3)}
-    box.complete("w", [
-        Delivery(ids[0], Status.SENT, attempt=OK),
-        signed_delivery(box, claims[ids[1]], key_dir, NO_USER, clock.now),
-        Delivery(ids[2], Status.DEFERRED, "451", clock.now + 300, attempt=BUSY),
-    ])
+    box.complete(
+        "w",
+        [
+            Delivery(ids[0], Status.SENT, attempt=OK),
+            signed_delivery(box, claims[ids[1]], key_dir, NO_USER, clock.now),
+            Delivery(ids[2], Status.DEFERRED, "451", clock.now + 300, attempt=BUSY),
+        ],
+    )
     # cancels the 4th reminder; itself suppressed (the 550 5.1.1 above suppressed Aino)
     box.accept(raw_event("domain.renewed", domain=domain))
     m = box.metrics()
@@ -755,8 +788,22 @@ def test_retry_schedule_defaults() -> None:
 def test_decide_outcomes() -> None:
     config = OutboxConfig()
     rng = random.Random(3)
-    claim = Claim(1, "<m@x>", "acme", "acme", "nordname", "e", False, "b@x", "r@y", b"",
-                  0, T0, T0 + 4 * DAY, False)
+    claim = Claim(
+        1,
+        "<m@x>",
+        "acme",
+        "acme",
+        "nordname",
+        "e",
+        False,
+        "b@x",
+        "r@y",
+        b"",
+        0,
+        T0,
+        T0 + 4 * DAY,
+        False,
+    )
     assert decide(config, claim, OK, T0, rng).status == Status.SENT
     failed = decide(config, claim, NO_USER, T0, rng)
     assert failed.status == Status.FAILED and failed.suppress
@@ -772,15 +819,17 @@ def test_decide_outcomes() -> None:
 
 
 def test_config_from_env() -> None:
-    config = OutboxConfig.from_env({
-        "NOTIFIER_RETRY_DELAYS": "1m, 2m",
-        "NOTIFIER_RETRY_INTERVAL": "30m-90m",
-        "NOTIFIER_RETRY_JITTER": "0.05",
-        "NOTIFIER_MAX_LIFETIME": "5d",
-        "NOTIFIER_EVENT_LIFETIMES": "transfer.auth_code=1d",
-        "NOTIFIER_LEASE": "20m",
-        "NOTIFIER_RETENTION": "3y",
-    })
+    config = OutboxConfig.from_env(
+        {
+            "NOTIFIER_RETRY_DELAYS": "1m, 2m",
+            "NOTIFIER_RETRY_INTERVAL": "30m-90m",
+            "NOTIFIER_RETRY_JITTER": "0.05",
+            "NOTIFIER_MAX_LIFETIME": "5d",
+            "NOTIFIER_EVENT_LIFETIMES": "transfer.auth_code=1d",
+            "NOTIFIER_LEASE": "20m",
+            "NOTIFIER_RETENTION": "3y",
+        }
+    )
     assert config.retry_delays == (60.0, 120.0)
     assert config.retry_interval == (1800.0, 5400.0)
     assert config.retry_jitter == 0.05 and config.max_lifetime == 5 * DAY
@@ -803,9 +852,7 @@ def test_event_lifetime_override(make_box: Callable[..., Outbox]) -> None:
 
 
 @pytest.fixture
-def sqlite_box(
-    tmp_path: Path, key_dir: Path, pipeline: Pipeline, clock: Clock
-) -> Iterator[Outbox]:
+def sqlite_box(tmp_path: Path, key_dir: Path, pipeline: Pipeline, clock: Clock) -> Iterator[Outbox]:
     settings = Settings(var_dir=tmp_path / "var", key_dir=key_dir, secret_key=Secret("t"))
     box = open_outbox(settings, pipeline, OutboxConfig(busy_timeout=0.05), clock=clock)
     yield box

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from notifier.compose.pipeline import Pipeline
+from notifier.config import Secret, Settings
 from notifier.errors import (
     FieldError,
     HeaderInjection,
@@ -27,10 +29,8 @@ from notifier.errors import (
     UnknownEvent,
     ValidationError,
 )
+from notifier.intake.preparer import InlinePreparer, PoolPreparer
 from notifier.outbox import Accepted, Outbox, OutboxConfig, open_outbox
-from notifier.outbox.intake import InlinePreparer, PoolPreparer
-from notifier.pipeline import Pipeline
-from notifier.settings import Secret, Settings
 
 from .test_outbox import reminder
 
@@ -209,7 +209,7 @@ def test_a_pool_that_cannot_start_costs_speed_never_an_event(
 ) -> None:
     import shutil
 
-    from notifier.settings import PROJECT_ROOT
+    from notifier.config import PROJECT_ROOT
 
     brands = tmp_path / "brands"
     shutil.copytree(PROJECT_ROOT / "brands", brands)

@@ -10,9 +10,8 @@ import pytest
 
 from notifier import events
 from notifier.brands import BrandRegistry
-from notifier.errors import RenderError, TemplateNotFound
-from notifier.pipeline import Pipeline
-from notifier.render import (
+from notifier.compose.pipeline import Pipeline
+from notifier.compose.render import (
     Renderer,
     _BoundedSandbox,
     _collapse_spaces,
@@ -20,7 +19,8 @@ from notifier.render import (
     sample_event,
     text_paragraphs,
 )
-from notifier.settings import PROJECT_ROOT, Secret, Settings
+from notifier.config import PROJECT_ROOT, Secret, Settings
+from notifier.errors import RenderError, TemplateNotFound
 
 CASES = [
     (brand, lang, name)

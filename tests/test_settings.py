@@ -6,7 +6,7 @@ import multiprocessing
 import stat
 from pathlib import Path
 
-from notifier.settings import Secret, Settings
+from notifier.config import Secret, Settings
 
 
 def _secret(var_dir: str) -> bytes:

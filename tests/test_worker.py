@@ -23,14 +23,14 @@ from typing import Any
 import dkim
 import pytest
 
-from notifier.delivery import RelayTransport, Timeouts
-from notifier.dkim import Signer
+from notifier.compose.pipeline import Pipeline
+from notifier.config import Settings
+from notifier.delivery.smtp import RelayTransport, Timeouts
 from notifier.errors import SigningError
-from notifier.keys import KeyStore
 from notifier.outbox import Outbox, OutboxConfig, Status
-from notifier.pipeline import Pipeline
-from notifier.settings import Settings
-from notifier.worker import Worker, WorkerConfig, WorkerStats
+from notifier.signing.dkim import Signer
+from notifier.signing.keys import KeyStore
+from notifier.worker.loop import Worker, WorkerConfig, WorkerStats
 from tests import test_outbox as contract
 from tests.smtpd import Fault, SMTPTestServer
 from tests.test_outbox import Clock, FakeDNS, count, raw_event, reminder
@@ -67,7 +67,9 @@ def run_worker(
     async def go() -> WorkerStats:
         transport = RelayTransport(url, timeouts=FAST, helo="worker.notifier.test")
         worker = Worker(
-            box, transport, signer or Signer(KeyStore(key_dir)),
+            box,
+            transport,
+            signer or Signer(KeyStore(key_dir)),
             config=config or WorkerConfig(poll_interval=0.01, flush_interval=0.01),
         )
         watcher = asyncio.create_task(control(worker)) if control else None
@@ -88,12 +90,17 @@ def run_worker(
 def test_sent_through_real_smtp_with_evidence(
     box: Outbox, key_dir: Path, smtp_server: SMTPTestServer, pipeline: Pipeline
 ) -> None:
-    ids = [r.id for r in box.accept_batch([
-        reminder(30),
-        raw_event("reseller.invoice_issued", brand="acme", to="billing@acme.example"),
-        reminder(7, brand="kustwebb", lang="sv"),
-        raw_event("domain.nameservers_changed", brand="nordname", lang="en"),
-    ])]
+    ids = [
+        r.id
+        for r in box.accept_batch(
+            [
+                reminder(30),
+                raw_event("reseller.invoice_issued", brand="acme", to="billing@acme.example"),
+                reminder(7, brand="kustwebb", lang="sv"),
+                raw_event("domain.nameservers_changed", brand="nordname", lang="en"),
+            ]
+        )
+    ]
     stats = run_worker(box, key_dir, smtp_server.url)
     assert stats.sent == 4 and stats.claimed == 4
     received = {message_id_of(m.data): m for m in smtp_server.messages}
@@ -116,12 +123,20 @@ def test_sent_through_real_smtp_with_evidence(
 
 @pytest.mark.parametrize(
     ("at", "reply"),
-    [("RCPT", "451 4.3.0 Try again later"), ("DOT", "451 4.3.0 Try again later"),
-     ("RCPT", "452 4.5.3 Too many recipients"), ("CONNECT", "421 4.3.2 Not now")],
+    [
+        ("RCPT", "451 4.3.0 Try again later"),
+        ("DOT", "451 4.3.0 Try again later"),
+        ("RCPT", "452 4.5.3 Too many recipients"),
+        ("CONNECT", "421 4.3.2 Not now"),
+    ],
 )
 def test_transient_reply_defers_then_sends_with_the_same_message_id(
-    box: Outbox, key_dir: Path, clock: Clock, smtp_server_factory: Callable[..., SMTPTestServer],
-    at: str, reply: str,
+    box: Outbox,
+    key_dir: Path,
+    clock: Clock,
+    smtp_server_factory: Callable[..., SMTPTestServer],
+    at: str,
+    reply: str,
 ) -> None:
     server = smtp_server_factory(Fault(at, reply, times=1))
     mid = box.accept(reminder(30)).id
@@ -210,9 +225,16 @@ class PoisonSigner(Signer):
 def test_poison_message_waits_with_a_reason_and_the_queue_flows(
     box: Outbox, key_dir: Path, smtp_server: SMTPTestServer
 ) -> None:
-    ids = [r.id for r in box.accept_batch([
-        reminder(1), reminder(2, to="poison@example.fi"), reminder(3),
-    ])]
+    ids = [
+        r.id
+        for r in box.accept_batch(
+            [
+                reminder(1),
+                reminder(2, to="poison@example.fi"),
+                reminder(3),
+            ]
+        )
+    ]
     stats = run_worker(box, key_dir, smtp_server.url, signer=PoisonSigner(KeyStore(key_dir)))
     assert (stats.sent, stats.deferred) == (2, 1)
     poison = box.get(ids[1])
@@ -253,7 +275,10 @@ def test_stop_finishes_in_flight_sends_and_releases_the_rest(
         worker.stop()
 
     stats = run_worker(
-        box, key_dir, smtp_server.url, control=stop_after_first,
+        box,
+        key_dir,
+        smtp_server.url,
+        control=stop_after_first,
         config=WorkerConfig(batch_size=10, concurrency=2, poll_interval=0.01),
     )
     by_status = box.stats()["by_status"]
@@ -277,8 +302,12 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def spawn_worker(
-    procs: list[subprocess.Popen[bytes]], settings: Settings, smtp_url: str, log: Path,
-    *extra: str, **env: str,
+    procs: list[subprocess.Popen[bytes]],
+    settings: Settings,
+    smtp_url: str,
+    log: Path,
+    *extra: str,
+    **env: str,
 ) -> subprocess.Popen[bytes]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     environ.update(
@@ -293,7 +322,11 @@ def spawn_worker(
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "notifier.worker", *extra],
-            env=environ, cwd=log.parent, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            env=environ,
+            cwd=log.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
         )
     procs.append(proc)
     return proc
@@ -319,18 +352,25 @@ def live_box(make_box: Callable[..., Outbox]) -> Outbox:
 
 
 def test_two_worker_processes_share_the_queue_each_message_sent_once(
-    live_box: Outbox, box_settings: Settings, smtp_server: SMTPTestServer, tmp_path: Path,
+    live_box: Outbox,
+    box_settings: Settings,
+    smtp_server: SMTPTestServer,
+    tmp_path: Path,
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     # PostgreSQL: SKIP LOCKED claims (several machines); SQLite: claims serialised by
     # BEGIN IMMEDIATE (several processes on one machine)
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     workers = [
-        spawn_worker(processes, box_settings, smtp_server.url, log, "--batch", "25")
-        for log in logs
+        spawn_worker(processes, box_settings, smtp_server.url, log, "--batch", "25") for log in logs
     ]
-    wait_for(lambda: all("started" in log.read_text() for log in logs if log.exists())
-             and all(log.exists() for log in logs), "both workers to start")
+    wait_for(
+        lambda: (
+            all("started" in log.read_text() for log in logs if log.exists())
+            and all(log.exists() for log in logs)
+        ),
+        "both workers to start",
+    )
     n = 600
     for start in range(0, n, 100):
         live_box.accept_batch(
@@ -351,7 +391,10 @@ def test_two_worker_processes_share_the_queue_each_message_sent_once(
 
 @pytest.mark.smtp_fault("DOT", action="delay", delay=0.3)
 def test_kill_9_mid_batch_then_restart_every_message_sent(
-    live_box: Outbox, box_settings: Settings, smtp_server: SMTPTestServer, tmp_path: Path,
+    live_box: Outbox,
+    box_settings: Settings,
+    smtp_server: SMTPTestServer,
+    tmp_path: Path,
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     n = 30
@@ -387,14 +430,25 @@ def test_kill_9_mid_batch_then_restart_every_message_sent(
 
 @pytest.mark.smtp_fault("DOT", action="delay", delay=0.2)
 def test_sigterm_in_a_worker_process_releases_unstarted_messages(
-    live_box: Outbox, box_settings: Settings, smtp_server: SMTPTestServer, tmp_path: Path,
+    live_box: Outbox,
+    box_settings: Settings,
+    smtp_server: SMTPTestServer,
+    tmp_path: Path,
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     n = 40
     live_box.accept_batch([reminder(i) for i in range(n)])
     log = tmp_path / "worker.log"
-    proc = spawn_worker(processes, box_settings, f"{smtp_server.url}?pool_size=4", log,
-                        "--batch", "20", "--concurrency", "4")
+    proc = spawn_worker(
+        processes,
+        box_settings,
+        f"{smtp_server.url}?pool_size=4",
+        log,
+        "--batch",
+        "20",
+        "--concurrency",
+        "4",
+    )
     wait_for(lambda: len(smtp_server.messages) >= 2, "the first deliveries")
     stop(proc, log)
     stats = live_box.stats()["by_status"]
@@ -405,7 +459,10 @@ def test_sigterm_in_a_worker_process_releases_unstarted_messages(
 
 
 def test_until_idle_process_exits_when_done(
-    live_box: Outbox, box_settings: Settings, smtp_server: SMTPTestServer, tmp_path: Path,
+    live_box: Outbox,
+    box_settings: Settings,
+    smtp_server: SMTPTestServer,
+    tmp_path: Path,
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     live_box.accept_batch([reminder(i) for i in range(5)])
@@ -435,9 +492,13 @@ def test_heartbeat_keeps_the_lease_of_a_slow_send(
             await asyncio.sleep(0.02)
         worker.stop()
 
-    run_worker(box, key_dir, smtp_server.url, control=age_the_lease,
-               config=WorkerConfig(poll_interval=0.01, flush_interval=0.01,
-                                   heartbeat_interval=0.02))
+    run_worker(
+        box,
+        key_dir,
+        smtp_server.url,
+        control=age_the_lease,
+        config=WorkerConfig(poll_interval=0.01, flush_interval=0.01, heartbeat_interval=0.02),
+    )
     assert seen["lease_left"] > 55.0
     assert box.get(mid).status == Status.SENT and len(smtp_server.messages) == 1
 
@@ -452,10 +513,9 @@ def cli(
     import typer
     from typer.testing import CliRunner
 
-    from notifier.cli_queue import register
+    from notifier.cli.queue import register
 
-    app = typer.Typer(no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False)
+    app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
     @app.callback()
     def main() -> None:
@@ -480,8 +540,19 @@ def cli(
 def test_cli_send_test_prints_the_smtp_reply(
     cli: Callable[..., Any], smtp_server: SMTPTestServer, key_dir: Path, pipeline: Pipeline
 ) -> None:
-    result = cli("send-test", "--brand", "acme", "--event", "domain.renewal_reminder",
-                 "--lang", "sv", "--to", "ops@example.fi", "--smtp", smtp_server.url)
+    result = cli(
+        "send-test",
+        "--brand",
+        "acme",
+        "--event",
+        "domain.renewal_reminder",
+        "--lang",
+        "sv",
+        "--to",
+        "ops@example.fi",
+        "--smtp",
+        smtp_server.url,
+    )
     assert result.exit_code == 0, result.output
     assert "sent: 250 2.0.0 OK queued" in result.stdout
     [got] = smtp_server.messages
@@ -501,8 +572,7 @@ def test_cli_send_test_failures_exit_non_zero(
     assert bad_to.exit_code == 2 and "--to" in bad_to.stderr
     bad_event = cli("send-test", "--brand", "acme", "--event", "domain.nope", "--to", "a@b.fi")
     assert bad_event.exit_code == 2 and "unknown event" in bad_event.stderr
-    bad_brand = cli("send-test", "--brand", "nosuch", "--event", "domain.renewed",
-                    "--to", "a@b.fi")
+    bad_brand = cli("send-test", "--brand", "nosuch", "--event", "domain.renewed", "--to", "a@b.fi")
     assert bad_brand.exit_code == 2 and "unknown brand" in bad_brand.stderr
     bad_url = cli(*base, "--to", "a@b.fi", "--smtp", "ftp://relay")
     assert bad_url.exit_code == 2 and "unsupported URL" in bad_url.stderr

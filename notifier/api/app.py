@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from ..compose.pipeline import EventIn, Pipeline
+from ..config import Settings
 from ..errors import StorageError
-from ..pipeline import EventIn, Pipeline
-from ..settings import Settings
 from ..tokens import TokenStore
 from . import errors, ops, preview, unsubscribe, v1
 from .limits import MAX_BATCH, BodyLimit
@@ -168,8 +168,8 @@ async def _run_worker(settings: Settings, store: Store, stop: asyncio.Event) -> 
     Waits for the database if it is down at start-up; on shutdown the worker stops
     claiming, finishes the sends in flight and releases the rest.
     """
-    from ..delivery import transport_from_url
-    from ..worker import Worker, WorkerConfig, make_signer
+    from ..delivery.smtp import transport_from_url
+    from ..worker.loop import Worker, WorkerConfig, make_signer
 
     outbox = None
     while outbox is None:

@@ -117,14 +117,23 @@ class HttpMetrics:
 
 #: counters kept by the outbox → (metric, help)
 COUNTERS = (
-    ("accepted", "notifier_messages_accepted_total",
-     "Events accepted into the outbox, by brand and event."),
+    (
+        "accepted",
+        "notifier_messages_accepted_total",
+        "Events accepted into the outbox, by brand and event.",
+    ),
     ("sent", "notifier_messages_sent_total", "Messages delivered (a 250 after the data)."),
     ("failed", "notifier_messages_failed_total", "Messages given up on."),
-    ("suppressed", "notifier_messages_suppressed_total",
-     "Messages not sent because the address is suppressed."),
-    ("cancelled", "notifier_messages_cancelled_total",
-     "Reminders cancelled before sending (the domain was renewed, deleted or moved)."),
+    (
+        "suppressed",
+        "notifier_messages_suppressed_total",
+        "Messages not sent because the address is suppressed.",
+    ),
+    (
+        "cancelled",
+        "notifier_messages_cancelled_total",
+        "Reminders cancelled before sending (the domain was renewed, deleted or moved).",
+    ),
 )
 
 

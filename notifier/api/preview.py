@@ -35,6 +35,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from .. import events as catalog
 from ..brands import Brand
+from ..compose.pipeline import Pipeline
+from ..config import Settings
 from ..errors import (
     FieldError,
     HeaderInjection,
@@ -43,8 +45,6 @@ from ..errors import (
     ValidationError,
 )
 from ..outbox.base import plan
-from ..pipeline import Pipeline
-from ..settings import Settings
 from ..tokens import TokenStore
 from . import session as sessions
 from .errors import ApiError

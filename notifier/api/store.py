@@ -9,7 +9,7 @@ reads the outbox's counters and waiting messages (``metrics``).
 The HTTP batch endpoint promises that one bad item never rejects the others:
 :meth:`OutboxStore.accept_batch` uses the outbox's ``accept_each``, which stores the
 valid items in one transaction and returns each bad item's error in its place. Large
-batches are validated and rendered on every core (:mod:`notifier.outbox.intake`).
+batches are validated and rendered on every core (:mod:`notifier.intake.preparer`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
+from ..config import Settings
 from ..errors import FieldError, NotifierError, StorageError, ValidationError
-from ..settings import Settings
 
 T = TypeVar("T")
 
 #: outbox calls running at once (each thread keeps its own database connection)
 THREADS = 8
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -298,7 +299,11 @@ class OutboxStore:
         limit: int,
     ) -> tuple[list[dict[str, Any]], str | None]:
         records = self.outbox.search(
-            brand=brand, status=status, event=event, recipient=recipient, before=before,
+            brand=brand,
+            status=status,
+            event=event,
+            recipient=recipient,
+            before=before,
             limit=limit + 1,
         )
         more = len(records) > limit

@@ -14,8 +14,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from .. import unsubscribe as links
 from ..brands import Brand
+from ..compose import unsubscribe as links
 from ..errors import StorageError, ValidationError
 from .errors import RETRY_AFTER_SECONDS
 from .store import Store

@@ -18,8 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from .. import dnscheck
 from .. import events as catalog
+from ..compose.pipeline import Pipeline
+from ..dns import checks as dnscheck
 from ..errors import (
     Conflict,
     FieldError,
@@ -28,9 +29,8 @@ from ..errors import (
     RenderError,
     ValidationError,
 )
-from ..keys import KeyStore
 from ..outbox.base import Status
-from ..pipeline import Pipeline
+from ..signing.keys import KeyStore
 from ..tokens import Token
 from .auth import check_brand_write, require, visible
 from .errors import CODES, ApiError, error_body, not_found

@@ -26,8 +26,8 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
-    from ..settings import Settings
+    from ..compose.pipeline import Pipeline
+    from ..config import Settings
 
 
 def open_outbox(
@@ -41,7 +41,7 @@ def open_outbox(
 ) -> Outbox:
     """The outbox for ``settings.database`` (or ``url``), schema created if missing."""
     if pipeline is None:
-        from ..pipeline import Pipeline
+        from ..compose.pipeline import Pipeline
 
         pipeline = Pipeline(settings)
     config = config or OutboxConfig.from_env()

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from ..delivery.transport import AttemptResult
 from ..errors import (
     Conflict,
     FieldError,
@@ -58,13 +59,12 @@ from ..errors import (
     ValidationError,
 )
 from ..fields import domain_to_ascii
-from ..transport import AttemptResult
 
 if TYPE_CHECKING:
     from ..brands import Brand
-    from ..pipeline import Composed, Pipeline
-    from ..render import Event
-    from .intake import Preparer
+    from ..compose.pipeline import Composed, Pipeline
+    from ..compose.render import Event
+    from ..intake.preparer import Preparer
 
 log = logging.getLogger("notifier.outbox")
 
@@ -106,8 +106,15 @@ class InvalidState(Conflict):
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w|y)?\s*$")
 _UNITS = {
-    None: 1.0, "ms": 0.001, "s": 1.0, "m": MINUTE, "min": MINUTE, "h": HOUR, "d": DAY,
-    "w": 7 * DAY, "y": 365 * DAY,
+    None: 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": MINUTE,
+    "min": MINUTE,
+    "h": HOUR,
+    "d": DAY,
+    "w": 7 * DAY,
+    "y": 365 * DAY,
 }
 
 
@@ -121,7 +128,7 @@ def parse_duration(text: str, what: str = "duration") -> float:
 
 def _processes(text: str, what: str) -> int:
     if text.strip().lower() == "auto":
-        from .intake import auto_processes
+        from ..intake.preparer import auto_processes
 
         return auto_processes()
     if not text.strip().isdigit():
@@ -159,7 +166,7 @@ class OutboxConfig:
     #: largest accepted batch
     max_batch: int = 1000
     #: worker processes that validate and render large batches (0: in-process; see
-    #: :mod:`notifier.outbox.intake`). ``notifier serve`` uses one per core.
+    #: :mod:`notifier.intake.preparer`). ``notifier serve`` uses one per core.
     intake_processes: int = 0
 
     def __post_init__(self) -> None:
@@ -215,9 +222,12 @@ class OutboxConfig:
                     raise NotifierError("NOTIFIER_EVENT_LIFETIMES: use event=duration,…")
                 lifetimes[name.strip()] = parse_duration(value, "NOTIFIER_EVENT_LIFETIMES")
             values["lifetimes"] = lifetimes
-        for key, name in (("NOTIFIER_LEASE", "lease"), ("NOTIFIER_RETENTION", "retention"),
-                          ("NOTIFIER_DB_BUSY_TIMEOUT", "busy_timeout"),
-                          ("NOTIFIER_EXPIRY_GRACE", "expiry_grace")):
+        for key, name in (
+            ("NOTIFIER_LEASE", "lease"),
+            ("NOTIFIER_RETENTION", "retention"),
+            ("NOTIFIER_DB_BUSY_TIMEOUT", "busy_timeout"),
+            ("NOTIFIER_EXPIRY_GRACE", "expiry_grace"),
+        ):
             if text := env.get(key):
                 values[name] = parse_duration(text, key)
         if text := env.get("NOTIFIER_MAX_BATCH"):
@@ -602,8 +612,8 @@ def plan(pipeline: Pipeline, event: Event) -> Planned:
     display name; under ``"hold"`` it is composed as the brand's own and held.
     The Message-ID is made here, once, on the signer's domain.
     """
-    from .. import mime
-    from ..dkim import choose_signing
+    from ..compose import mime
+    from ..signing.dkim import choose_signing
 
     brands = pipeline.brands
     account = brands.get(event.brand_id)
@@ -713,8 +723,17 @@ _MESSAGE_COLUMNS = (
 _CLAIM_COLUMNS = ", ".join(
     [
         f"outbox_messages.{c}"
-        for c in ("id", "message_id", "brand", "sender_brand", "sign_brand", "event",
-                  "mandatory", "mail_from", "rcpt_to")
+        for c in (
+            "id",
+            "message_id",
+            "brand",
+            "sender_brand",
+            "sign_brand",
+            "event",
+            "mandatory",
+            "mail_from",
+            "rcpt_to",
+        )
     ]
     + ["(SELECT b.data FROM outbox_bodies b WHERE b.message = outbox_messages.id)"]
     + [f"outbox_messages.{c}" for c in ("attempts", "created_at", "deadline")]
@@ -730,7 +749,19 @@ _RETRYABLE_LIST = ", ".join(f"'{s}'" for s in RETRYABLE)
 
 #: upper bounds (seconds) of the accept-to-sent latency histogram
 LATENCY_BUCKETS: tuple[float, ...] = (
-    1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 96 * 3600,
+    1,
+    5,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1800,
+    3600,
+    4 * 3600,
+    24 * 3600,
+    96 * 3600,
 )
 #: states a message waits in (counted live); the others are counted as they happen
 LIVE: tuple[Status, ...] = (Status.QUEUED, Status.SENDING, Status.DEFERRED, Status.HELD)
@@ -773,8 +804,7 @@ def _backfill_counters() -> list[str]:
         for b in LATENCY_BUCKETS
     ]
     statements.append(
-        "INSERT INTO outbox_meta (key, value) VALUES ('counters', '1') "
-        "ON CONFLICT (key) DO NOTHING"
+        "INSERT INTO outbox_meta (key, value) VALUES ('counters', '1') ON CONFLICT (key) DO NOTHING"
     )
     return statements
 
@@ -858,7 +888,7 @@ class Outbox(ABC):
         self.preparer = self._preparer()
 
     def _preparer(self) -> Preparer:
-        from .intake import InlinePreparer, PoolPreparer
+        from ..intake.preparer import InlinePreparer, PoolPreparer
 
         inline = InlinePreparer(self.pipeline, self.config)
         if self.config.intake_processes < 1:
@@ -896,7 +926,12 @@ class Outbox(ABC):
 
     @abstractmethod
     def _claim_rows(
-        self, cur: Cursor, worker: str, limit: int, now: float, lease_until: float,
+        self,
+        cur: Cursor,
+        worker: str,
+        limit: int,
+        now: float,
+        lease_until: float,
         expired: bool,
     ) -> list[tuple[Any, ...]]:
         """Mark up to ``limit`` due messages (or, with ``expired``, messages whose lease
@@ -1078,17 +1113,38 @@ class Outbox(ABC):
             due: float | None = now
             if (p.brand, p.recipient) in suppressed and not p.mandatory:
                 status, reason, due = (
-                    Status.SUPPRESSED, "recipient is on the brand's suppression list", None,
+                    Status.SUPPRESSED,
+                    "recipient is on the brand's suppression list",
+                    None,
                 )
             elif p.held:
                 status, reason, due = Status.HELD, p.hold_reason, None
             statuses.append(status)
-            rows.append((
-                p.brand, p.sender_brand, p.sign_brand, p.event, p.mandatory, p.domain,
-                p.recipient, p.language, p.idempotency_key, p.request_hash, p.dedupe_key,
-                p.message_id, p.mail_from, p.rcpt_to, p.data_sha256, str(status),
-                reason, now, now, due, now + p.lifetime,
-            ))
+            rows.append(
+                (
+                    p.brand,
+                    p.sender_brand,
+                    p.sign_brand,
+                    p.event,
+                    p.mandatory,
+                    p.domain,
+                    p.recipient,
+                    p.language,
+                    p.idempotency_key,
+                    p.request_hash,
+                    p.dedupe_key,
+                    p.message_id,
+                    p.mail_from,
+                    p.rcpt_to,
+                    p.data_sha256,
+                    str(status),
+                    reason,
+                    now,
+                    now,
+                    due,
+                    now + p.lifetime,
+                )
+            )
         inserted = self._insert_messages(cur, rows)
         results: list[Accepted | NotifierError] = []
         bodies: list[tuple[int, bytes]] = []
@@ -1122,8 +1178,10 @@ class Outbox(ABC):
         inserted: dict[str, int] = {}
         for start in range(0, len(rows), _INSERT_CHUNK):
             chunk = rows[start : start + _INSERT_CHUNK]
-            sql = _INSERT_MESSAGES + ", ".join([_ROW_MARKS] * len(chunk)) + (
-                " ON CONFLICT DO NOTHING RETURNING id, message_id"
+            sql = (
+                _INSERT_MESSAGES
+                + ", ".join([_ROW_MARKS] * len(chunk))
+                + (" ON CONFLICT DO NOTHING RETURNING id, message_id")
             )
             params = [value for row in chunk for value in row]
             for new_id, message_id in cur.execute(sql, params).fetchall():
@@ -1163,12 +1221,23 @@ class Outbox(ABC):
             "next_attempt_at = NULL "
             f"WHERE brand = ? AND domain = ? AND event IN ({marks}) "
             f"AND status IN ({_CANCELLABLE_LIST}) AND id < ? RETURNING brand, event",
-            [f"cancelled by {p.event} (message {new_id})", now, p.brand, p.domain,
-             *p.cancels, new_id],
+            [
+                f"cancelled by {p.event} (message {new_id})",
+                now,
+                p.brand,
+                p.domain,
+                *p.cancels,
+                new_id,
+            ],
         ).fetchall()
         if rows:
-            log.info("message %s (%s %s) cancelled %s pending message(s)", new_id, p.event,
-                     p.domain, len(rows))
+            log.info(
+                "message %s (%s %s) cancelled %s pending message(s)",
+                new_id,
+                p.event,
+                p.domain,
+                len(rows),
+            )
         return [(str(brand), str(event), "cancelled") for brand, event in rows]
 
     def _count(self, cur: Cursor, counts: Mapping[tuple[str, str, str], float]) -> None:
@@ -1196,10 +1265,17 @@ class Outbox(ABC):
                 cur.many(
                     "INSERT INTO outbox_attempts (message, at, worker, outcome, text, "
                     "possible_duplicate) VALUES (?, ?, ?, 'transient', ?, ?)",
-                    [(r[0], now, worker,
-                      "interrupted: the worker holding the lease stopped; the message may "
-                      "have been delivered and is sent again with the same Message-ID", True)
-                     for r in rows],
+                    [
+                        (
+                            r[0],
+                            now,
+                            worker,
+                            "interrupted: the worker holding the lease stopped; the message may "
+                            "have been delivered and is sent again with the same Message-ID",
+                            True,
+                        )
+                        for r in rows
+                    ],
                 )
                 cur.many(
                     "UPDATE outbox_messages SET attempts = attempts + 1 WHERE id = ?",
@@ -1211,10 +1287,20 @@ class Outbox(ABC):
                 rows += self._claim_rows(cur, worker, limit - len(rows), now, until, False)
         return [
             Claim(
-                id=int(r[0]), message_id=r[1], brand=r[2], sender_brand=r[3], sign_brand=r[4],
-                event=r[5], mandatory=bool(r[6]), mail_from=r[7], rcpt_to=r[8],
-                data=bytes(r[9]), attempts=int(r[10]), created_at=float(r[11]),
-                deadline=float(r[12]), suppressed=bool(r[13]),
+                id=int(r[0]),
+                message_id=r[1],
+                brand=r[2],
+                sender_brand=r[3],
+                sign_brand=r[4],
+                event=r[5],
+                mandatory=bool(r[6]),
+                mail_from=r[7],
+                rcpt_to=r[8],
+                data=bytes(r[9]),
+                attempts=int(r[10]),
+                created_at=float(r[11]),
+                deadline=float(r[12]),
+                suppressed=bool(r[13]),
             )
             for r in rows
         ]
@@ -1251,14 +1337,21 @@ class Outbox(ABC):
                 "RETURNING id, brand, event, created_at",
                 [
                     (
-                        str(d.status), d.reason, d.next_attempt_at,
+                        str(d.status),
+                        d.reason,
+                        d.next_attempt_at,
                         1 if d.attempt is not None else 0,
-                        now if d.status == Status.SENT else None, now,
-                        d.signed, d.dkim_domain,
-                        d.signed, d.dkim_selector,
-                        d.signed, d.sent_sha256,
+                        now if d.status == Status.SENT else None,
+                        now,
+                        d.signed,
+                        d.dkim_domain,
+                        d.signed,
+                        d.dkim_selector,
+                        d.signed,
+                        d.sent_sha256,
                         bool(d.attempt and d.attempt.possible_duplicate),
-                        d.id, worker,
+                        d.id,
+                        worker,
                     )
                     for d in deliveries
                 ],
@@ -1281,9 +1374,20 @@ class Outbox(ABC):
                 "enhanced, text, possible_duplicate, sha256, signed_head, signed_full) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (d.id, d.attempt.at.timestamp(), worker, d.attempt.outcome, d.attempt.host,
-                     d.attempt.code, d.attempt.enhanced, d.attempt.text[:2000],
-                     d.attempt.possible_duplicate, d.sent_sha256, d.signed_head, d.signed_full)
+                    (
+                        d.id,
+                        d.attempt.at.timestamp(),
+                        worker,
+                        d.attempt.outcome,
+                        d.attempt.host,
+                        d.attempt.code,
+                        d.attempt.enhanced,
+                        d.attempt.text[:2000],
+                        d.attempt.possible_duplicate,
+                        d.sent_sha256,
+                        d.signed_head,
+                        d.signed_full,
+                    )
                     for d in deliveries
                     if d.attempt is not None
                 ],
@@ -1291,9 +1395,15 @@ class Outbox(ABC):
             self._add_suppressions(
                 cur,
                 [
-                    (d.brand, d.rcpt_to.lower(), d.reason or "no such user",
-                     d.attempt.code if d.attempt else None,
-                     d.attempt.enhanced if d.attempt else None, d.id, now)
+                    (
+                        d.brand,
+                        d.rcpt_to.lower(),
+                        d.reason or "no such user",
+                        d.attempt.code if d.attempt else None,
+                        d.attempt.enhanced if d.attempt else None,
+                        d.id,
+                        now,
+                    )
                     for d in deliveries
                     if d.suppress and d.rcpt_to
                 ],
@@ -1353,8 +1463,14 @@ class Outbox(ABC):
             )
 
     def suppress(
-        self, brand: str, email: str, reason: str, *, code: int | None = None,
-        enhanced: str | None = None, message: int | None = None,
+        self,
+        brand: str,
+        email: str,
+        reason: str,
+        *,
+        code: int | None = None,
+        enhanced: str | None = None,
+        message: int | None = None,
     ) -> None:
         with self.transaction() as cur:
             self._add_suppressions(
@@ -1378,8 +1494,10 @@ class Outbox(ABC):
             return row is not None
 
     def suppressions(self, brand: str | None = None) -> list[Suppression]:
-        sql = ("SELECT brand, email, reason, code, enhanced, message, created_at "
-               "FROM outbox_suppressions")
+        sql = (
+            "SELECT brand, email, reason, code, enhanced, message, created_at "
+            "FROM outbox_suppressions"
+        )
         params: list[Any] = []
         if brand is not None:
             sql += " WHERE brand = ?"
@@ -1407,22 +1525,46 @@ class Outbox(ABC):
             ).fetchall()
         log_ = tuple(
             AttemptRecord(
-                at=datetime.fromtimestamp(a[0], UTC), worker=a[1], outcome=a[2],
-                host=a[3], code=a[4], enhanced=a[5], text=a[6] or "",
-                possible_duplicate=bool(a[7]), sha256=a[8],
+                at=datetime.fromtimestamp(a[0], UTC),
+                worker=a[1],
+                outcome=a[2],
+                host=a[3],
+                code=a[4],
+                enhanced=a[5],
+                text=a[6] or "",
+                possible_duplicate=bool(a[7]),
+                sha256=a[8],
             )
             for a in attempts
         )
         return MessageRecord(
-            id=int(row[0]), brand=row[1], sender_brand=row[2], sign_brand=row[3], event=row[4],
-            mandatory=bool(row[5]), domain=row[6], recipient=row[7], language=row[8],
-            status=Status(row[9]), reason=row[10], idempotency_key=row[11],
-            message_id=row[12], mail_from=row[13], rcpt_to=row[14], data_sha256=row[15],
-            attempts=int(row[16]), created_at=_dt(row[17]),  # type: ignore[arg-type]
+            id=int(row[0]),
+            brand=row[1],
+            sender_brand=row[2],
+            sign_brand=row[3],
+            event=row[4],
+            mandatory=bool(row[5]),
+            domain=row[6],
+            recipient=row[7],
+            language=row[8],
+            status=Status(row[9]),
+            reason=row[10],
+            idempotency_key=row[11],
+            message_id=row[12],
+            mail_from=row[13],
+            rcpt_to=row[14],
+            data_sha256=row[15],
+            attempts=int(row[16]),
+            created_at=_dt(row[17]),  # type: ignore[arg-type]
             updated_at=_dt(row[18]),  # type: ignore[arg-type]
-            next_attempt_at=_dt(row[19]), deadline=_dt(row[20]),  # type: ignore[arg-type]
-            sent_at=_dt(row[21]), lease_expires_at=_dt(row[22]), dkim_domain=row[23],
-            dkim_selector=row[24], sent_sha256=row[25], possible_duplicate=bool(row[26]),
+            next_attempt_at=_dt(row[19]),
+            deadline=_dt(row[20]),  # type: ignore[arg-type]
+            sent_at=_dt(row[21]),
+            lease_expires_at=_dt(row[22]),
+            dkim_domain=row[23],
+            dkim_selector=row[24],
+            sent_sha256=row[25],
+            possible_duplicate=bool(row[26]),
             attempt_log=log_,
         )
 
@@ -1525,8 +1667,10 @@ class Outbox(ABC):
         if where:
             sql += " WHERE " + " AND ".join(where)
         with self.transaction(write=False) as cur:
-            ids = [int(r[0]) for r in cur.execute(sql + " ORDER BY id DESC LIMIT ?",
-                                                  [*params, limit]).fetchall()]
+            ids = [
+                int(r[0])
+                for r in cur.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
+            ]
         records = []
         for i in ids:
             try:
@@ -1573,9 +1717,11 @@ class Outbox(ABC):
             record = self.get(message)  # raises MessageNotFound
             hint = ""
             if record.status == Status.SUPPRESSED:
-                hint = (f"; {record.recipient} is on brand {record.brand}'s suppression list: "
-                        f"remove it (notifier queue unsuppress --brand {record.brand} "
-                        f"{record.recipient}) and accept the event again")
+                hint = (
+                    f"; {record.recipient} is on brand {record.brand}'s suppression list: "
+                    f"remove it (notifier queue unsuppress --brand {record.brand} "
+                    f"{record.recipient}) and accept the event again"
+                )
             raise InvalidState(
                 f"message {message} is {record.status}; only "
                 f"{', '.join(str(s) for s in RETRYABLE)} messages can be retried{hint}"
@@ -1611,8 +1757,11 @@ class Outbox(ABC):
                 if not ids:
                     return total
                 marks = ", ".join("?" for _ in ids)
-                for table, column in (("outbox_attempts", "message"),
-                                      ("outbox_bodies", "message"), ("outbox_messages", "id")):
+                for table, column in (
+                    ("outbox_attempts", "message"),
+                    ("outbox_bodies", "message"),
+                    ("outbox_messages", "id"),
+                ):
                     cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
             total += len(ids)
 

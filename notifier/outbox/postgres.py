@@ -146,7 +146,11 @@ class PostgresOutbox(Outbox):
     kind = "postgres"
 
     def __init__(
-        self, url: str, *args: Any, lock_timeout: float = 10.0, application_name: str = "notifier",
+        self,
+        url: str,
+        *args: Any,
+        lock_timeout: float = 10.0,
+        application_name: str = "notifier",
         **kwargs: Any,
     ) -> None:
         if psycopg is None:
@@ -212,15 +216,12 @@ class PostgresOutbox(Outbox):
 
     def _schema(self, cur: Cursor) -> list[str]:
         row = cur.execute(
-            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
-            "WHERE name = 'default_toast_compression'"
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
         ).fetchone()
         compression = "COMPRESSION lz4" if row and row[0] else ""
         return [s.replace("{compression}", compression) for s in SCHEMA]
 
-    def _many_returning(
-        self, raw: Any, sql: str, seq: Any
-    ) -> list[list[tuple[Any, ...]]]:
+    def _many_returning(self, raw: Any, sql: str, seq: Any) -> list[list[tuple[Any, ...]]]:
         if not seq:
             return []
         # One pipelined round trip for the whole batch instead of one per row.
@@ -233,7 +234,12 @@ class PostgresOutbox(Outbox):
         return out
 
     def _claim_rows(
-        self, cur: Cursor, worker: str, limit: int, now: float, lease_until: float,
+        self,
+        cur: Cursor,
+        worker: str,
+        limit: int,
+        now: float,
+        lease_until: float,
         expired: bool,
     ) -> list[tuple[Any, ...]]:
         if expired:

@@ -118,7 +118,7 @@ def path_from_url(url: str) -> Path:
     """``sqlite:///var/notifier.db`` (relative) or ``sqlite:////abs/notifier.db``."""
     if not url.startswith("sqlite:///"):
         raise StorageError(f"not a SQLite URL: {url!r} (use sqlite:///path/to/notifier.db)")
-    return Path(url[len("sqlite:///"):])
+    return Path(url[len("sqlite:///") :])
 
 
 class SQLiteOutbox(Outbox):
@@ -187,7 +187,12 @@ class SQLiteOutbox(Outbox):
         return SCHEMA
 
     def _claim_rows(
-        self, cur: Cursor, worker: str, limit: int, now: float, lease_until: float,
+        self,
+        cur: Cursor,
+        worker: str,
+        limit: int,
+        now: float,
+        lease_until: float,
         expired: bool,
     ) -> list[tuple[Any, ...]]:
         if expired:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from notifier.api import create_app
-from notifier.settings import Settings
+from notifier.config import Settings
 
 with warnings.catch_warnings():
     # Starlette asks for the httpx2 package; httpx still works (tests run with -W error).

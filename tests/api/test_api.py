@@ -13,20 +13,20 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from notifier import dnscheck
 from notifier import events as catalog
-from notifier import unsubscribe as links
 from notifier.api import create_app
 from notifier.api.metrics import HttpMetrics, Writer
 from notifier.api.preview import RateLimiter
 from notifier.api.session import Session, dump, load, session_key
 from notifier.api.store import OutboxStore, decode_cursor, encode_cursor
 from notifier.api.ui_text import choose, parse_accept_language
+from notifier.compose import unsubscribe as links
+from notifier.config import Settings
+from notifier.delivery.transport import AttemptResult
+from notifier.dns import checks as dnscheck
 from notifier.errors import StorageError, ValidationError
 from notifier.outbox import Delivery, OutboxConfig, Status, open_outbox
-from notifier.settings import Settings
 from notifier.tokens import TokenStore, hash_token, token_id_of
-from notifier.transport import AttemptResult
 
 from .conftest import Tokens
 
@@ -1084,7 +1084,7 @@ def test_rate_limiter_window() -> None:
 def test_cli_token_create_list_revoke(env_var_dir: Any) -> None:
     import typer
 
-    from notifier.cli_api import register
+    from notifier.cli.serve import register
 
     app = typer.Typer()
     register(app)

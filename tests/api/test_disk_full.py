@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from notifier.api import create_app
-from notifier.settings import Secret, Settings
+from notifier.config import Secret, Settings
 from tests.api.conftest import TestClient
 from tests.api.test_api import event
 

@@ -29,9 +29,9 @@ import pytest
 
 from notifier.api.store import open_store
 from notifier.brands import BrandRegistry
-from notifier.keys import KeyStore
-from notifier.pipeline import Pipeline
-from notifier.settings import PROJECT_ROOT, Secret, Settings
+from notifier.compose.pipeline import Pipeline
+from notifier.config import PROJECT_ROOT, Secret, Settings
+from notifier.signing.keys import KeyStore
 from notifier.tokens import TokenStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -22,7 +22,7 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from notifier import events as catalog  # noqa: E402
 from notifier.api import create_app  # noqa: E402
-from notifier.settings import Secret, Settings  # noqa: E402
+from notifier.config import Secret, Settings  # noqa: E402
 
 _VAR = Path(tempfile.mkdtemp(prefix="notifier-fuzz-"))
 APP = create_app(Settings(var_dir=_VAR / "var", secret_key=Secret("fuzz")))

@@ -9,7 +9,7 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from .errors import FieldError, ValidationError
+from ..errors import FieldError, ValidationError
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Accepting an event means validating and rendering it (a render error must reach 
 caller), which costs about half a millisecond of CPU per event, all in Python. One
 process uses one core, so a batch of a thousand events would leave the others idle;
 :class:`PoolPreparer` splits large batches over worker processes, each with its own
-:class:`~notifier.pipeline.Pipeline` built from the same settings, and gathers the
+:class:`~notifier.compose.pipeline.Pipeline` built from the same settings, and gathers the
 results in order. Only CPU work goes to the workers: storing stays in the caller's
 transaction, so durability and idempotency do not depend on them.
 
@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import NotifierError
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
-    from ..settings import Settings
-    from .base import OutboxConfig, _Prepared
+    from ..compose.pipeline import Pipeline
+    from ..config import Settings
+    from ..outbox.base import OutboxConfig, _Prepared
 
 log = logging.getLogger("notifier.outbox")
 
@@ -72,7 +72,7 @@ class InlinePreparer:
         self.config = config
 
     def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
-        from .base import prepare_raw
+        from ..outbox.base import prepare_raw
 
         return [
             prepare_raw(self.pipeline, self.config, raw, loc)
@@ -192,7 +192,7 @@ def _init_worker(settings: Settings, config: OutboxConfig, warm_up: bool) -> Non
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when
     # the pool stops (it shuts it down), the workers should not die mid-task first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ..pipeline import Pipeline
+    from ..compose.pipeline import Pipeline
 
     pipeline = Pipeline(settings)
     if warm_up:

@@ -15,11 +15,11 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from .brands import BrandRegistry
-from .dnscheck import all_ok, check_brand, render_json, render_table
-from .errors import NotifierError
-from .keys import Algorithm, KeyStore
-from .settings import Settings
+from ..brands import BrandRegistry
+from ..config import Settings
+from ..dns.checks import all_ok, check_brand, render_json, render_table
+from ..errors import NotifierError
+from ..signing.keys import Algorithm, KeyStore
 
 #: ``dns check`` exit codes: every required check ok / some failed / some unknown only.
 EXIT_OK, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 3
@@ -84,8 +84,7 @@ def keygen(
     if as_json:
         typer.echo(json.dumps(record.record_json()))
         return
-    typer.echo(f"Wrote {algorithm.value} key for brand {the_brand.id}, selector {selector}: "
-               f"{path}")
+    typer.echo(f"Wrote {algorithm.value} key for brand {the_brand.id}, selector {selector}: {path}")
     typer.echo("Publish this TXT record:")
     typer.echo(f"  name:  {record.name}")
     typer.echo(f"  value: {record.presentation}")
@@ -121,7 +120,10 @@ def check(
         registry = BrandRegistry(settings.brands_dir, settings.platform_brand)
         the_brand = registry.get(brand)
         checks = check_brand(
-            the_brand, settings, KeyStore(settings.keys_path), nameserver=nameserver,
+            the_brand,
+            settings,
+            KeyStore(settings.keys_path),
+            nameserver=nameserver,
             timeout=timeout,
         )
     except NotifierError as exc:

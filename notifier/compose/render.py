@@ -36,12 +36,12 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
-from . import events as catalog
-from .brands import Brand, BrandRegistry
-from .errors import RenderError, TemplateNotFound
-from .events import EventData, EventSpec
-from .fields import Money
-from .i18n import Formatter, formatter
+from .. import events as catalog
+from ..brands import Brand, BrandRegistry
+from ..errors import RenderError, TemplateNotFound
+from ..events import EventData, EventSpec
+from ..fields import Money
+from ..i18n import Formatter, formatter
 
 #: marks a helper's output as a block (no paragraph wrapping); never in valid data
 BLOCK = "\x02"

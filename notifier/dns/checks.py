@@ -19,11 +19,11 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
-from .brands import Brand
-from .dkim import aligned, organisational_domain
-from .errors import DNSCheckError, KeyStoreError
-from .keys import KeyStore
-from .settings import Settings
+from ..brands import Brand
+from ..config import Settings
+from ..errors import DNSCheckError, KeyStoreError
+from ..signing.dkim import aligned, organisational_domain
+from ..signing.keys import KeyStore
 
 Status = Literal["ok", "fail", "unknown"]
 
@@ -145,8 +145,14 @@ def _tags(record: str) -> dict[str, str]:
 
 
 def _unknown(cid: str, title: str, name: str, answer: _Answer, required: bool = True) -> Check:
-    return Check(cid, title, "unknown", name, message=f"DNS could not tell: {answer.error}",
-                 required=required)
+    return Check(
+        cid,
+        title,
+        "unknown",
+        name,
+        message=f"DNS could not tell: {answer.error}",
+        required=required,
+    )
 
 
 def _zone_txt(name: str, value: str) -> str:
@@ -159,9 +165,16 @@ def _zone_txt(name: str, value: str) -> str:
 
 def _check_dkim(brand: Brand, keystore: KeyStore, q: _Lookup) -> list[Check]:
     if not brand.dkim:
-        return [Check("dkim", "DKIM selector", "fail", f"_domainkey.{brand.mail_domain}",
-                      message="the brand lists no DKIM selector",
-                      expected=f"notifier dkim keygen --brand {brand.id} --selector NAME")]
+        return [
+            Check(
+                "dkim",
+                "DKIM selector",
+                "fail",
+                f"_domainkey.{brand.mail_domain}",
+                message="the brand lists no DKIM selector",
+                expected=f"notifier dkim keygen --brand {brand.id} --selector NAME",
+            )
+        ]
     checks = []
     for sel in brand.dkim:
         cid, title = f"dkim:{sel.name}", f"DKIM {sel.name} ({sel.algorithm})"
@@ -170,9 +183,18 @@ def _check_dkim(brand: Brand, keystore: KeyStore, q: _Lookup) -> list[Check]:
         try:
             key = keystore.load(brand.id, sel.name)
         except KeyStoreError as exc:
-            checks.append(Check(cid, title, "fail", name, message=str(exc), required=required,
-                                expected=f"notifier dkim keygen --brand {brand.id} "
-                                f"--selector {sel.name} --algorithm {sel.algorithm}"))
+            checks.append(
+                Check(
+                    cid,
+                    title,
+                    "fail",
+                    name,
+                    message=str(exc),
+                    required=required,
+                    expected=f"notifier dkim keygen --brand {brand.id} "
+                    f"--selector {sel.name} --algorithm {sel.algorithm}",
+                )
+            )
             continue
         record = key.dns_record(brand.mail_domain)
         expected = record.zone_line()
@@ -184,14 +206,33 @@ def _check_dkim(brand: Brand, keystore: KeyStore, q: _Lookup) -> list[Check]:
         state = "inactive selector; " if not sel.active else ""
         if not dkim_records:
             what = "no such name" if ans.kind == "nxdomain" else "no DKIM TXT record"
-            checks.append(Check(cid, title, "fail", name, found=None, expected=expected,
-                                message=f"{state}{what}", required=required))
+            checks.append(
+                Check(
+                    cid,
+                    title,
+                    "fail",
+                    name,
+                    found=None,
+                    expected=expected,
+                    message=f"{state}{what}",
+                    required=required,
+                )
+            )
             continue
         found = " | ".join(dkim_records)
         if len(dkim_records) > 1:
-            checks.append(Check(cid, title, "fail", name, found=found, expected=expected,
-                                message=f"{state}{len(dkim_records)} DKIM records; publish one",
-                                required=required))
+            checks.append(
+                Check(
+                    cid,
+                    title,
+                    "fail",
+                    name,
+                    found=found,
+                    expected=expected,
+                    message=f"{state}{len(dkim_records)} DKIM records; publish one",
+                    required=required,
+                )
+            )
             continue
         tags = _tags(dkim_records[0])
         k = tags.get("k", "rsa").lower()
@@ -203,11 +244,30 @@ def _check_dkim(brand: Brand, keystore: KeyStore, q: _Lookup) -> list[Check]:
             msg = "published key does not match the key store"
         else:
             note = "" if sel.active else " (selector not active yet)"
-            checks.append(Check(cid, title, "ok", name, found=found, required=required,
-                                message=f"key matches the key store{note}"))
+            checks.append(
+                Check(
+                    cid,
+                    title,
+                    "ok",
+                    name,
+                    found=found,
+                    required=required,
+                    message=f"key matches the key store{note}",
+                )
+            )
             continue
-        checks.append(Check(cid, title, "fail", name, found=found, expected=expected,
-                            message=f"{state}{msg}", required=required))
+        checks.append(
+            Check(
+                cid,
+                title,
+                "fail",
+                name,
+                found=found,
+                expected=expected,
+                message=f"{state}{msg}",
+                required=required,
+            )
+        )
     return checks
 
 
@@ -229,18 +289,33 @@ def _check_spf(brand: Brand, settings: Settings, q: _Lookup) -> Check:
         return _unknown("spf", title, name, ans)
     spf = [v for v in ans.values if _is_spf(v.strip())]
     if not spf:
-        return Check("spf", title, "fail", name, expected=_zone_txt(name, default),
-                     message="no SPF record")
+        return Check(
+            "spf", title, "fail", name, expected=_zone_txt(name, default), message="no SPF record"
+        )
     found = " | ".join(spf)
     if len(spf) > 1:
         merged = _merge_spf(spf, include)
-        return Check("spf", title, "fail", name, found=found, expected=_zone_txt(name, merged),
-                     message=f"{len(spf)} SPF records (RFC 7208 §4.5: permerror); merge them")
+        return Check(
+            "spf",
+            title,
+            "fail",
+            name,
+            found=found,
+            expected=_zone_txt(name, merged),
+            message=f"{len(spf)} SPF records (RFC 7208 §4.5: permerror); merge them",
+        )
     terms = [t.lower().lstrip("+") for t in _spf_terms(spf[0])]
     if include.lower() not in terms:
         fixed = _merge_spf(spf, include)
-        return Check("spf", title, "fail", name, found=found, expected=_zone_txt(name, fixed),
-                     message=f"SPF does not include {include}")
+        return Check(
+            "spf",
+            title,
+            "fail",
+            name,
+            found=found,
+            expected=_zone_txt(name, fixed),
+            message=f"SPF does not include {include}",
+        )
     return Check("spf", title, "ok", name, found=found, message=f"includes {include}")
 
 
@@ -278,25 +353,48 @@ def _check_dmarc(brand: Brand, q: _Lookup) -> tuple[Check, dict[str, str]]:
             return _unknown("dmarc", title, name, ans), {}
         records = [v for v in ans.values if v.strip().upper().startswith("V=DMARC1")]
         if len(records) > 1:
-            return Check("dmarc", title, "fail", name, found=" | ".join(records),
-                         expected=_zone_txt(name, records[0]),
-                         message=f"{len(records)} DMARC records: receivers apply none"), {}
+            return Check(
+                "dmarc",
+                title,
+                "fail",
+                name,
+                found=" | ".join(records),
+                expected=_zone_txt(name, records[0]),
+                message=f"{len(records)} DMARC records: receivers apply none",
+            ), {}
         if records:
             tags = _tags(records[0])
             policy = tags.get("p", "")
             if domain != from_domain:
                 policy = tags.get("sp", policy)
             if policy.lower() not in ("none", "quarantine", "reject"):
-                return Check("dmarc", title, "fail", name, found=records[0],
-                             expected=_zone_txt(name, "v=DMARC1; p=none; adkim=r; aspf=r"),
-                             message=f"invalid policy p={policy or '(missing)'}"), tags
+                return Check(
+                    "dmarc",
+                    title,
+                    "fail",
+                    name,
+                    found=records[0],
+                    expected=_zone_txt(name, "v=DMARC1; p=none; adkim=r; aspf=r"),
+                    message=f"invalid policy p={policy or '(missing)'}",
+                ), tags
             note = " (monitoring only)" if policy.lower() == "none" else ""
-            return Check("dmarc", title, "ok", name, found=records[0],
-                         message=f"policy {policy.lower()}{note} for {from_domain}"), tags
+            return Check(
+                "dmarc",
+                title,
+                "ok",
+                name,
+                found=records[0],
+                message=f"policy {policy.lower()}{note} for {from_domain}",
+            ), tags
     name = f"_dmarc.{org}"
-    return Check("dmarc", title, "fail", name,
-                 expected=_zone_txt(name, "v=DMARC1; p=none; adkim=r; aspf=r"),
-                 message=f"no DMARC record for {org}"), {}
+    return Check(
+        "dmarc",
+        title,
+        "fail",
+        name,
+        expected=_zone_txt(name, "v=DMARC1; p=none; adkim=r; aspf=r"),
+        message=f"no DMARC record for {org}",
+    ), {}
 
 
 def _check_alignment(brand: Brand, dmarc: dict[str, str]) -> list[Check]:
@@ -309,14 +407,28 @@ def _check_alignment(brand: Brand, dmarc: dict[str, str]) -> list[Check]:
         strict = dmarc.get(mode_tag, "r").lower() == "s"
         mode = "strict" if strict else "relaxed"
         if aligned(domain, from_domain, strict=strict):
-            checks.append(Check(cid, title, "ok", domain,
-                                message=f"{domain} aligns with From {from_domain} ({mode})"))
+            checks.append(
+                Check(
+                    cid,
+                    title,
+                    "ok",
+                    domain,
+                    message=f"{domain} aligns with From {from_domain} ({mode})",
+                )
+            )
         else:
             want = from_domain if strict else f"{organisational_domain(from_domain)} or below"
-            checks.append(Check(cid, title, "fail", domain, found=domain,
-                                expected=f"{field} in brands/{brand.id}.toml: {want}",
-                                message=f"{domain} does not align with From {from_domain} "
-                                f"({mode})"))
+            checks.append(
+                Check(
+                    cid,
+                    title,
+                    "fail",
+                    domain,
+                    found=domain,
+                    expected=f"{field} in brands/{brand.id}.toml: {want}",
+                    message=f"{domain} does not align with From {from_domain} ({mode})",
+                )
+            )
     return checks
 
 
@@ -330,10 +442,23 @@ def _check_link(brand: Brand, settings: Settings, q: _Lookup) -> Check:
         return _unknown("link", title, name, ans)
     if ans.kind == "answer":
         if ans.values[0] == target:
-            return Check("link", title, "ok", name, found=f"CNAME {ans.values[0]}",
-                         message=f"CNAME to {target}")
-        return Check("link", title, "fail", name, found=f"CNAME {ans.values[0]}",
-                     expected=expected, message="CNAME points elsewhere")
+            return Check(
+                "link",
+                title,
+                "ok",
+                name,
+                found=f"CNAME {ans.values[0]}",
+                message=f"CNAME to {target}",
+            )
+        return Check(
+            "link",
+            title,
+            "fail",
+            name,
+            found=f"CNAME {ans.values[0]}",
+            expected=expected,
+            message="CNAME points elsewhere",
+        )
     if ans.kind == "nxdomain":
         return Check("link", title, "fail", name, expected=expected, message="no such name")
     addresses: list[str] = []
@@ -345,8 +470,7 @@ def _check_link(brand: Brand, settings: Settings, q: _Lookup) -> Check:
     allowed = {a.lower() for a in settings.link_addresses}
     found = ", ".join(addresses) or None
     if addresses and allowed and all(a.lower() in allowed for a in addresses):
-        return Check("link", title, "ok", name, found=found,
-                     message="addresses are the platform's")
+        return Check("link", title, "ok", name, found=found, message="addresses are the platform's")
     if allowed:
         expected += " (or A/AAAA: " + ", ".join(sorted(allowed)) + ")"
     msg = "points to other addresses" if addresses else "no CNAME, A or AAAA record"

@@ -1,6 +1,6 @@
 """Delivery transports: relay (pooled SMTP), direct (MX lookup) and capture (.eml files).
 
-Each class implements :class:`notifier.transport.Transport`: ``send(envelope)`` returns
+Each class implements :class:`notifier.delivery.transport.Transport`: ``send(envelope)`` returns
 one :class:`AttemptResult` and never raises for an SMTP-level outcome (reply, timeout,
 refused or dropped connection, DNS failure, invalid envelope address).
 
@@ -46,8 +46,8 @@ import dns.name
 import dns.resolver
 from aiosmtplib import SMTPResponse
 
-from .errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from .settings import Secret
+from ..config import Secret
+from ..errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from .transport import AttemptResult, Envelope, Transport
 
 __all__ = [

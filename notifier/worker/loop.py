@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import NotifierError, StorageError
-from .outbox.base import (
+from ..delivery.transport import AttemptResult, Envelope, Transport
+from ..errors import NotifierError, StorageError
+from ..outbox.base import (
     Claim,
     Decision,
     Delivery,
@@ -50,12 +51,11 @@ from .outbox.base import (
     dkim_identity,
     expired,
 )
-from .transport import AttemptResult, Envelope, Transport
 
 if TYPE_CHECKING:
-    from .brands import Brand, BrandRegistry
-    from .dkim import Signer
-    from .settings import Settings
+    from ..brands import Brand, BrandRegistry
+    from ..config import Settings
+    from ..signing.dkim import Signer
 
 log = logging.getLogger("notifier.worker")
 T = TypeVar("T")
@@ -265,7 +265,9 @@ class Job:
         if result.possible_duplicate:
             log.warning(
                 "message %s %s: possible duplicate (connection lost after the final dot); "
-                "a retry carries the same Message-ID", c.id, c.message_id,
+                "a retry carries the same Message-ID",
+                c.id,
+                c.message_id,
             )
         return self.attempted(result)
 
@@ -318,8 +320,7 @@ class Worker:
         at once)."""
         self._stop_requested = True
         if self._stopping is not None and not self._stopping.is_set():
-            log.info("worker %s: stopping; finishing %d send(s) in flight", self.name,
-                     self._active)
+            log.info("worker %s: stopping; finishing %d send(s) in flight", self.name, self._active)
             self._stopping.set()
             assert self._wake is not None
             self._wake.set()
@@ -344,8 +345,13 @@ class Worker:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         if self._stop_requested:
             self._stopping.set()
-        log.info("worker %s started (%s, batch %d, concurrency %d)", self.name,
-                 self.outbox.kind, self.config.batch_size, self.config.concurrency)
+        log.info(
+            "worker %s started (%s, batch %d, concurrency %d)",
+            self.name,
+            self.outbox.kind,
+            self.config.batch_size,
+            self.config.concurrency,
+        )
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
         recorder = asyncio.create_task(self._recorder())
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -447,13 +453,18 @@ class Worker:
         try:
             lost = await self._db_call(self.outbox.complete, self.name, batch)
         except StorageError as exc:
-            log.error("worker %s: recording %d outcome(s) failed, will retry: %s",
-                      self.name, len(batch), exc)
+            log.error(
+                "worker %s: recording %d outcome(s) failed, will retry: %s",
+                self.name,
+                len(batch),
+                exc,
+            )
             self._done = batch + self._done
             return False
         except Exception:  # a bug must not silently stop the recording of outcomes
-            log.exception("worker %s: recording %d outcome(s) failed, will retry",
-                          self.name, len(batch))
+            log.exception(
+                "worker %s: recording %d outcome(s) failed, will retry", self.name, len(batch)
+            )
             self._done = batch + self._done
             return False
         for d in batch:
@@ -471,7 +482,9 @@ class Worker:
             await asyncio.sleep(0.5 * (attempt + 1))
         log.error(
             "worker %s: %d outcome(s) could not be recorded; their leases expire and the "
-            "messages are sent again (same Message-ID)", self.name, len(self._done),
+            "messages are sent again (same Message-ID)",
+            self.name,
+            len(self._done),
         )
 
     async def _release_unstarted(self) -> None:
@@ -486,8 +499,13 @@ class Worker:
         try:
             released = await self._db_call(self.outbox.release, self.name, ids)
         except StorageError as exc:
-            log.error("worker %s: releasing %d message(s) failed (they return when the "
-                      "lease expires): %s", self.name, len(ids), exc)
+            log.error(
+                "worker %s: releasing %d message(s) failed (they return when the "
+                "lease expires): %s",
+                self.name,
+                len(ids),
+                exc,
+            )
             return
         self.stats.released += released
         for i in ids:
@@ -528,8 +546,8 @@ class Worker:
 
 
 def make_signer(settings: Settings) -> Signer:
-    from .dkim import Signer
-    from .keys import KeyStore
+    from ..signing.dkim import Signer
+    from ..signing.keys import KeyStore
 
     return Signer(KeyStore(settings.keys_path))
 
@@ -544,8 +562,8 @@ async def serve(
     install_signals: bool = True,
 ) -> WorkerStats:
     """Run one worker with the settings' database, relay and keys until SIGTERM."""
-    from .delivery import transport_from_url
-    from .outbox import open_outbox
+    from ..delivery.smtp import transport_from_url
+    from ..outbox import open_outbox
 
     own_outbox = outbox is None
     box = outbox or open_outbox(settings)
@@ -572,10 +590,11 @@ async def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .settings import Settings
+    from ..config import Settings
 
-    parser = argparse.ArgumentParser(prog="python -m notifier.worker", description=__doc__
-                                     and __doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m notifier.worker", description=__doc__ and __doc__.splitlines()[0]
+    )
     parser.add_argument("--batch", type=int, default=None, help="messages per claim")
     parser.add_argument("--concurrency", type=int, default=None, help="sends in flight")
     parser.add_argument("--poll", type=float, default=None, help="idle poll interval (s)")
@@ -594,8 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = WorkerConfig.from_env(
             batch_size=args.batch, concurrency=args.concurrency, poll_interval=args.poll
         )
-        asyncio.run(serve(settings, config=config, smtp_url=args.smtp,
-                          until_idle=args.until_idle))
+        asyncio.run(serve(settings, config=config, smtp_url=args.smtp, until_idle=args.until_idle))
     except NotifierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

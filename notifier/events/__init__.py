@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from .errors import FieldError, UnknownEvent, ValidationError
-from .fields import DomainName, Email, HttpUrl, Money, SafeStr, decimal_value, domain_to_ascii
+from ..errors import FieldError, UnknownEvent, ValidationError
+from ..fields import DomainName, Email, HttpUrl, Money, SafeStr, decimal_value, domain_to_ascii
 
 Audience = Literal["registrant", "reseller"]
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from . import events as catalog
-from .errors import NotifierError, UnknownEvent, ValidationError
-from .settings import Settings
+from .. import events as catalog
+from ..config import Settings
+from ..errors import NotifierError, UnknownEvent, ValidationError
 
 app = typer.Typer(
     help="notifier: white-label transactional mail for domain resellers.",
@@ -36,7 +36,7 @@ def _settings() -> Settings:
 
 
 def _pipeline() -> Any:
-    from .pipeline import Pipeline
+    from ..compose.pipeline import Pipeline
 
     try:
         return Pipeline(_settings())
@@ -74,7 +74,7 @@ def brands_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """List the brands with their domains and languages."""
-    from .brands import BrandRegistry
+    from ..brands import BrandRegistry
 
     settings = _settings()
     try:
@@ -149,8 +149,8 @@ def render_cmd(
 
 def _sign(pipeline: Any, composed: Any) -> bytes:
     try:
-        from .dkim import Signer
-        from .keys import KeyStore
+        from ..signing.dkim import Signer
+        from ..signing.keys import KeyStore
     except ImportError:  # pragma: no cover - until the DKIM module lands
         fail("DKIM signing is not available in this build")
     signer = Signer(KeyStore(pipeline.settings.keys_path))
@@ -163,7 +163,7 @@ def templates_check(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="List every result")] = False,
 ) -> None:
     """Render every event × language × brand; fail on any error or platform leak."""
-    from .checks import check_all
+    from ..compose.checks import check_all
 
     pipeline = _pipeline()
     results = check_all(pipeline)
@@ -182,8 +182,9 @@ def templates_check(
 
 def _mount() -> None:
     """Sub-commands that live beside the modules they drive (DKIM, DNS, queue, API)."""
-    from . import cli_api, cli_queue
-    from .cli_dkim import dkim_app, dns_app
+    from . import queue as cli_queue
+    from . import serve as cli_api
+    from .dkim import dkim_app, dns_app
 
     app.add_typer(dkim_app, name="dkim")
     app.add_typer(dns_app, name="dns")

@@ -24,8 +24,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from .brands import Brand
-from .errors import KeyStoreError
+from ..brands import Brand
+from ..errors import KeyStoreError
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,9 @@ class DNSRecord:
     @property
     def strings(self) -> list[str]:
         raw = self.value.encode("ascii")
-        return [
-            raw[i : i + TXT_CHUNK].decode("ascii") for i in range(0, len(raw), TXT_CHUNK)
-        ] or [""]
+        return [raw[i : i + TXT_CHUNK].decode("ascii") for i in range(0, len(raw), TXT_CHUNK)] or [
+            ""
+        ]
 
     @property
     def presentation(self) -> str:
@@ -210,8 +210,9 @@ class KeyStore:
         loaded = DKIMKey(brand.id, selector, algorithm, key)
         with self._lock:
             self._cache[(brand.id, selector)] = loaded
-        log.info("generated DKIM key brand=%s selector=%s algorithm=%s", brand.id, selector,
-                 algorithm)
+        log.info(
+            "generated DKIM key brand=%s selector=%s algorithm=%s", brand.id, selector, algorithm
+        )
         return loaded.dns_record(brand.mail_domain)
 
     def _write_new(self, target: Path, data: bytes) -> None:
@@ -262,8 +263,11 @@ class KeyStore:
         except OSError as exc:
             raise KeyStoreError(f"cannot read DKIM key {path}: {exc.strerror or exc}") from exc
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("DKIM key %s is readable by group or others (mode %o); use 0600",
-                        path, stat.S_IMODE(info.st_mode))
+            log.warning(
+                "DKIM key %s is readable by group or others (mode %o); use 0600",
+                path,
+                stat.S_IMODE(info.st_mode),
+            )
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

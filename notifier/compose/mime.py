@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from .brands import Brand
-from .errors import HeaderInjection
-from .fields import domain_to_ascii
+from ..brands import Brand
+from ..errors import HeaderInjection
+from ..fields import domain_to_ascii
 from .render import Rendered
 
 _UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")

@@ -16,15 +16,15 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import events as catalog
+from .. import events as catalog
+from ..brands import Brand, BrandRegistry
+from ..config import Settings
+from ..errors import FieldError, NotifierError, UnknownEvent, ValidationError
+from ..fields import Email, SafeStr
 from . import mime, unsubscribe
-from .brands import Brand, BrandRegistry
-from .errors import FieldError, NotifierError, UnknownEvent, ValidationError
-from .fields import Email, SafeStr
 from .links import Rewriter
 from .mime import Outgoing
 from .render import Event, Recipient, Rendered, Renderer
-from .settings import Settings
 
 log = logging.getLogger("notifier.pipeline")
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from .errors import NotifierError, ValidationError
-from .settings import Settings
+from ..config import Settings
+from ..errors import NotifierError, ValidationError
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
-    from .tokens import TokenStore
+    from ..compose.pipeline import Pipeline
+    from ..tokens import TokenStore
 
 token_app = typer.Typer(
     help="API tokens (stored only as hashes).", no_args_is_help=True, add_completion=False
@@ -44,9 +44,9 @@ def _settings(ctx: typer.Context | None = None) -> Settings:
 
 
 def _store(settings: Settings) -> tuple[TokenStore, Pipeline]:
-    from .api.store import open_store
-    from .pipeline import Pipeline
-    from .tokens import TokenStore
+    from ..api.store import open_store
+    from ..compose.pipeline import Pipeline
+    from ..tokens import TokenStore
 
     try:
         pipeline = Pipeline(settings)
@@ -74,7 +74,7 @@ def serve(
     """Serve the HTTP API, the preview pages and (by default) the delivery worker."""
     import uvicorn
 
-    from .api import create_app
+    from ..api import create_app
 
     settings = _settings(ctx)
     logging.basicConfig(
@@ -83,8 +83,8 @@ def serve(
         stream=sys.stderr,
     )
     try:
-        from .outbox import OutboxConfig
-        from .outbox.intake import auto_processes
+        from ..intake.preparer import auto_processes
+        from ..outbox import OutboxConfig
 
         # read here, once: a bad NOTIFIER_* value is a message now, not a traceback later
         outbox_config = OutboxConfig.from_env()
@@ -92,9 +92,7 @@ def serve(
             intake_processes = auto_processes()  # serve's default: one per core
         if intake_processes is not None:
             outbox_config = dataclasses.replace(outbox_config, intake_processes=intake_processes)
-        app = create_app(
-            settings, run_worker=worker, warm_up=True, outbox_config=outbox_config
-        )
+        app = create_app(settings, run_worker=worker, warm_up=True, outbox_config=outbox_config)
     except NotifierError as exc:
         _fail(str(exc), 2)
     config = uvicorn.Config(

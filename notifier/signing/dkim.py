@@ -38,8 +38,8 @@ from dkim.canonicalization import (
     strip_trailing_whitespace,
 )
 
-from .brands import Brand
-from .errors import SigningError
+from ..brands import Brand
+from ..errors import SigningError
 from .keys import DKIMKey, KeyStore
 
 #: Fields signed where present, in this order.

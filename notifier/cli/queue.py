@@ -2,7 +2,7 @@
 
 Mounted by the main CLI with :func:`register`::
 
-    from .cli_queue import register
+    from .queue import register
     register(app)
 """
 
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from .errors import ConfigError, NotifierError, ValidationError
+from ..errors import ConfigError, NotifierError, ValidationError
 
 if TYPE_CHECKING:
-    from .outbox import Outbox
-    from .settings import Settings
+    from ..config import Settings
+    from ..outbox import Outbox
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -37,7 +37,7 @@ def _report(exc: NotifierError) -> NoReturn:
 
 
 def _settings() -> Settings:
-    from .settings import Settings
+    from ..config import Settings
 
     try:
         return Settings.load()
@@ -46,7 +46,7 @@ def _settings() -> Settings:
 
 
 def _outbox() -> Outbox:
-    from .outbox import open_outbox
+    from ..outbox import open_outbox
 
     try:
         return open_outbox(_settings())
@@ -77,17 +77,18 @@ def worker_cmd(
     """Deliver queued mail until SIGTERM (run several for more throughput)."""
     import logging
 
-    from .worker import WorkerConfig, serve
+    from ..worker.loop import WorkerConfig, serve
 
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     settings = _settings()
     try:
-        config = WorkerConfig.from_env(batch_size=batch, concurrency=concurrency,
-                                       poll_interval=poll)
-        stats = asyncio.run(serve(settings, config=config, smtp_url=smtp,
-                                  until_idle=until_idle))
+        config = WorkerConfig.from_env(
+            batch_size=batch, concurrency=concurrency, poll_interval=poll
+        )
+        stats = asyncio.run(serve(settings, config=config, smtp_url=smtp, until_idle=until_idle))
     except NotifierError as exc:
         _report(exc)
     typer.echo(json.dumps(stats.as_dict()), err=True)
@@ -107,13 +108,13 @@ def send_test_cmd(
     ] = None,
 ) -> None:
     """Render EVENT with sample data, sign it and send it now; print the SMTP reply."""
-    from . import events as catalog
-    from .delivery import transport_from_url
-    from .errors import UnknownEvent
-    from .outbox.base import describe, dkim_identity, plan
-    from .pipeline import Pipeline
-    from .transport import Envelope
-    from .worker import make_signer
+    from .. import events as catalog
+    from ..compose.pipeline import Pipeline
+    from ..delivery.smtp import transport_from_url
+    from ..delivery.transport import Envelope
+    from ..errors import UnknownEvent
+    from ..outbox.base import describe, dkim_identity, plan
+    from ..worker.loop import make_signer
 
     settings = _settings()
     if event not in catalog.CATALOG:
@@ -144,16 +145,19 @@ def send_test_cmd(
 
     async def send() -> Any:
         try:
-            return await transport.send(Envelope(out.message_id, planned.mail_from,
-                                                 out.rcpt_to, signed))
+            return await transport.send(
+                Envelope(out.message_id, planned.mail_from, out.rcpt_to, signed)
+            )
         finally:
             await transport.close()
 
     result = asyncio.run(send())
     domain, selector = dkim_identity(signed)
     typer.echo(f"Message-ID: {out.message_id}")
-    typer.echo(f"From brand: {planned.composed.brand.id}, signed d={domain} s={selector}, "
-               f"envelope {planned.mail_from} -> {out.rcpt_to}")
+    typer.echo(
+        f"From brand: {planned.composed.brand.id}, signed d={domain} s={selector}, "
+        f"envelope {planned.mail_from} -> {out.rcpt_to}"
+    )
     typer.echo(f"{result.outcome}: {describe(result)}")
     if result.outcome != "sent":
         raise typer.Exit(1)
@@ -182,8 +186,10 @@ def stats_cmd(
     typer.echo(f"due now    {stats['due']}" + (f" (oldest waiting {age:.0f} s)" if age else ""))
     if stats["next_deferred_at"]:
         typer.echo(f"next retry {stats['next_deferred_at']}")
-    typer.echo(f"expired leases {stats['expired_leases']}, "
-               f"suppressed addresses {stats['suppressed_addresses']}")
+    typer.echo(
+        f"expired leases {stats['expired_leases']}, "
+        f"suppressed addresses {stats['suppressed_addresses']}"
+    )
 
 
 def retry_cmd(
@@ -222,8 +228,11 @@ def show_cmd(
             _report(exc)
     if raw:
         if not blob.signed:
-            typer.echo(f"note: message {message} has not been sent yet; these are the "
-                       "unsigned bytes as queued", err=True)
+            typer.echo(
+                f"note: message {message} has not been sent yet; these are the "
+                "unsigned bytes as queued",
+                err=True,
+            )
         sys.stdout.buffer.write(blob.data)
         sys.stdout.flush()
         return
@@ -271,4 +280,3 @@ def register(app: typer.Typer) -> None:
 
 
 __all__ = ["register"]
-

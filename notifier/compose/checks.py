@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import events as catalog
-from .errors import NotifierError
+from .. import events as catalog
+from ..errors import NotifierError
 from .links import leaks
 from .pipeline import Pipeline
 from .render import Event

@@ -1,0 +1,5 @@
+"""``python -m notifier.cli``: the ops CLI."""
+
+from . import main
+
+main()

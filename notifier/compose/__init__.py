@@ -1,0 +1,1 @@
+"""Making a message: validate → sender decision → render → links → MIME → prepared."""

@@ -1,0 +1,1 @@
+"""DNS: what a reseller's records must say, and checking that they do."""

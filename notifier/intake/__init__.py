@@ -1,0 +1,1 @@
+"""Turning raw events into prepared messages, in this process or on every core."""

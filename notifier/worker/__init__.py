@@ -1,0 +1,1 @@
+"""The delivery worker: claim, sign, send, record (see :mod:`notifier.worker.loop`)."""
