@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 from notifier import events as catalog  # noqa: E402
 from notifier.compose.pipeline import Pipeline  # noqa: E402
 from notifier.config import Secret, Settings  # noqa: E402
+from notifier.intake.accept import Intake  # noqa: E402
+from notifier.intake.preparer import InlinePreparer  # noqa: E402
 from notifier.outbox import Outbox, OutboxConfig, open_outbox  # noqa: E402
 from notifier.signing.keys import KeyStore  # noqa: E402
 
@@ -237,7 +239,8 @@ def run_pipeline(
     port: int,
     work: Path,
 ) -> dict[str, Any]:
-    box = open_outbox(settings, pipeline, OutboxConfig(), url=db.url)
+    box = open_outbox(settings, OutboxConfig(), url=db.url)
+    intake = Intake(box, InlinePreparer(pipeline))
     smtp_url = f"smtp://127.0.0.1:{port}?pool_size={args.pool_size}"
     raws = [event(i) for i in range(args.n)]
     procs: list[subprocess.Popen[bytes]] = []
@@ -246,7 +249,7 @@ def run_pipeline(
         start = time.time()
         if args.preload:  # fill the queue first: workers then face all N at once
             for i in range(0, args.n, args.batch):
-                box.accept_batch(raws[i : i + args.batch])
+                intake.accept_batch(raws[i : i + args.batch])
             accepted = time.time()
         procs = spawn_workers(args.workers, settings, db.url, smtp_url, work, args)
         sampler.pids = [p.pid for p in procs]
@@ -256,7 +259,7 @@ def run_pipeline(
         if not args.preload:
             start = delivering
             for i in range(0, args.n, args.batch):
-                box.accept_batch(raws[i : i + args.batch])
+                intake.accept_batch(raws[i : i + args.batch])
             accepted = time.time()
         deadline = time.monotonic() + max(900.0, args.n / 20)
         while (done := sent_count(box)) < args.n:

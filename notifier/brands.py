@@ -169,6 +169,17 @@ class BrandRegistry:
     def all(self) -> list[Brand]:
         return list(self._brands.values())
 
+    def with_brand(self, brand: Brand) -> BrandRegistry:
+        """A copy of this registry with ``brand`` in place of the brand of its id (e.g.
+        the same brand with its DNS verified)."""
+        copy = object.__new__(BrandRegistry)
+        copy.directory = self.directory
+        copy._brands = {**self._brands, brand.id: brand}
+        copy._overrides = dict(self._overrides)
+        copy._overrides.setdefault(brand.id, None)
+        copy.platform = copy._brands[self.platform.id]
+        return copy
+
     def override_dir(self, brand_id: str) -> Path | None:
         """``brands/<id>/templates`` when the brand overrides templates (found at load)."""
         return self._overrides.get(brand_id)

@@ -1,62 +1,260 @@
-"""Settings: ``NOTIFIER_*`` environment variables over an optional ``notifier.toml``.
+"""Settings: every ``NOTIFIER_*`` setting, declared once, validated once.
 
-Validated once at construction; secrets are hidden from ``repr`` so settings can be
-logged. All state lives under ``var_dir`` (database, keys, captured mail).
+Each setting is one field of :class:`Settings` with its type, default and a one-line
+description. The same keys work in ``notifier.toml`` (``retry_delays = "5m,10m"`` or a
+TOML list) and in the environment (``NOTIFIER_RETRY_DELAYS=5m,10m``); the environment
+wins. An unknown key in either place is an error that names it and suggests the closest
+known key, so a typo such as ``NOTIFIER_SMTP_ULR`` never passes silently.
+
+Durations take a unit (``90s``, ``5m``, ``2h``, ``4d``, ``2y``; a bare number is
+seconds). Secrets are hidden from ``repr`` and from ``notifier config``. All state lives
+under ``var_dir`` (database, keys, captured mail). The outbox and the worker read their
+slices through :meth:`Settings.outbox_config` and :meth:`Settings.worker_config`.
+
+Pydantic models the fields; the two sources are merged here rather than by
+pydantic-settings because ops need to see where each value came from
+(``notifier config``) and unknown keys must be refused in both places alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
+import re
 import secrets
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .outbox.model import OutboxConfig
+    from .worker.loop import WorkerConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "NOTIFIER_"
+#: environment variables that configure the tools around the service, not the service
+META_KEYS = frozenset({"NOTIFIER_CONFIG"})
+META_PREFIXES = ("NOTIFIER_TEST_",)
+
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
 
 
 class Secret(str):
     """A string that does not show itself in repr or logs."""
 
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return "Secret('**********')"
 
 
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+# --- value parsers (text from the environment or TOML → typed values) ------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w|y)?\s*$")
+_UNITS: dict[str | None, float] = {
+    None: 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": MINUTE,
+    "min": MINUTE,
+    "h": HOUR,
+    "d": DAY,
+    "w": 7 * DAY,
+    "y": 365 * DAY,
+}
 
 
-@dataclass(frozen=True)
-class Settings:
-    var_dir: Path = Path("var")
-    key_dir: Path | None = None
-    database_url: str | None = None
-    smtp_url: str | None = None
-    brands_dir: Path = PROJECT_ROOT / "brands"
-    templates_dir: Path = PROJECT_ROOT / "templates"
-    platform_brand: str = "nordname"
-    #: hosts whose links are rewritten to a reseller's link domain
-    platform_hosts: tuple[str, ...] = ("nordname.com", "www.nordname.com", "manage.nordname.com")
-    #: words that must never appear in reseller-branded mail
-    platform_names: tuple[str, ...] = ("nordname",)
-    #: SPF mechanism resellers must include, and where link domains must point
-    spf_include: str = "include:_spf.nordname.com"
-    link_target: str = "links.nordname.com"
-    link_addresses: tuple[str, ...] = ()
-    secret_key: Secret = field(default_factory=lambda: Secret(""), repr=True)
-    max_event_bytes: int = 64 * 1024
+def parse_duration(text: str, what: str = "duration") -> float:
+    """``"90"``, ``"90s"``, ``"5m"``, ``"2h"``, ``"4d"``, ``"2y"`` → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 5m, 2h, 4d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
-    def __post_init__(self) -> None:
-        if not self.brands_dir.is_dir():
-            raise ConfigError(f"brands_dir: {self.brands_dir} is not a directory")
-        if not self.templates_dir.is_dir():
-            raise ConfigError(f"templates_dir: {self.templates_dir} is not a directory")
-        if self.max_event_bytes < 1024:
-            raise ConfigError("max_event_bytes: must be at least 1024")
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value
+
+
+def _durations(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return tuple(_duration(v) for v in value)
+    return value
+
+
+def _interval(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [p for p in value.replace("-", ",").split(",") if p.strip()]
+    if isinstance(value, list | tuple):
+        parts = [_duration(v) for v in value]
+        if len(parts) not in (1, 2):
+            raise ValueError("one duration or low,high")
+        return (parts[0], parts[-1])
+    return value
+
+
+def _names(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip().lower() for v in value)
+    return value
+
+
+def _lifetimes(value: Any) -> Any:
+    if isinstance(value, str):
+        out: dict[str, float] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            name, eq, duration = part.partition("=")
+            if not eq:
+                raise ValueError("use event=duration,… (e.g. transfer.auth_code=1d)")
+            out[name.strip()] = parse_duration(duration)
+        return out
+    if isinstance(value, Mapping):
+        return {str(k): _duration(v) for k, v in value.items()}
+    return value
+
+
+def _processes(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+Durations = Annotated[tuple[float, ...], BeforeValidator(_durations)]
+Interval = Annotated[tuple[float, float], BeforeValidator(_interval)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
+Lifetimes = Annotated[dict[str, float], BeforeValidator(_lifetimes)]
+SecretStr = Annotated[Secret, BeforeValidator(lambda v: Secret(v) if isinstance(v, str) else v)]
+
+#: settings whose values are secrets (shown redacted) or URLs that may carry a password
+SECRETS = frozenset({"secret_key"})
+URLS = frozenset({"database_url", "smtp_url"})
+
+
+class Settings(BaseModel):
+    """Every ``NOTIFIER_*`` setting. Construct with keywords in code and tests; load
+    from ``notifier.toml`` and the environment with :meth:`load`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    # --- where things are ------------------------------------------------------------
+    var_dir: Path = Field(Path("var"), description="all state: database, keys, mail")
+    key_dir: Path | None = Field(None, description="DKIM key store (default var_dir/keys)")
+    database_url: str | None = Field(
+        None, description="sqlite:///path or postgresql://… (default SQLite in var_dir)"
+    )
+    smtp_url: str | None = Field(
+        None, description="relay smtp[s]://…, direct://, or capture (default: capture)"
+    )
+    brands_dir: Path = Field(PROJECT_ROOT / "brands", description="brand files (<id>.toml)")
+    templates_dir: Path = Field(PROJECT_ROOT / "templates", description="message templates")
+    secret_key: SecretStr = Field(
+        Secret(""), description="signs unsubscribe links and sessions (default: made in var_dir)"
+    )
+    # --- the platform ----------------------------------------------------------------
+    platform_brand: str = Field("nordname", description="the registrar's own brand id")
+    platform_hosts: Names = Field(
+        ("nordname.com", "www.nordname.com", "manage.nordname.com"),
+        description="hosts whose links are rewritten to a reseller's link domain",
+    )
+    platform_names: Names = Field(
+        ("nordname",), description="words that must never appear in reseller mail"
+    )
+    spf_include: str = Field(
+        "include:_spf.nordname.com", description="SPF mechanism resellers must include"
+    )
+    link_target: str = Field(
+        "links.nordname.com", description="where reseller link domains must point (CNAME)"
+    )
+    link_addresses: Names = Field((), description="A/AAAA a link domain may point to instead")
+    # --- intake ----------------------------------------------------------------------
+    max_event_bytes: int = Field(64 * 1024, ge=1024, description="largest event body (bytes)")
+    max_batch: int = Field(1000, ge=1, description="largest accepted batch (events)")
+    intake_processes: int | Literal["auto"] | None = Field(
+        None,
+        description="processes that validate and render large batches; 0: in-process, "
+        "auto: one per core (default: auto for serve, 0 elsewhere)",
+    )
+    # --- delivery policy -------------------------------------------------------------
+    retry_delays: Durations = Field(
+        (5 * MINUTE, 10 * MINUTE, 20 * MINUTE, 40 * MINUTE),
+        description="waits after the 1st, 2nd, … failed attempt",
+    )
+    retry_interval: Interval = Field(
+        (1 * HOUR, 2 * HOUR), description="then a random wait in low,high between attempts"
+    )
+    retry_jitter: float = Field(0.10, ge=0, lt=0.5, description="± fraction of jitter on waits")
+    max_lifetime: Duration = Field(4 * DAY, description="give up (4.4.7) this long after accept")
+    event_lifetimes: Lifetimes = Field(
+        default_factory=dict, description="shorter lifetimes by event (event=duration,…)"
+    )
+    expiry_grace: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = Field(
+        1 * HOUR, description="a message reached this long past its deadline fails unsent"
+    )
+    # --- the outbox ------------------------------------------------------------------
+    lease: Duration = Field(15 * MINUTE, description="how long a claim holds without heartbeat")
+    retention: Duration = Field(730 * DAY, description="keep sent mail and evidence this long")
+    db_busy_timeout: Annotated[float, BeforeValidator(_duration), Field(ge=0)] = Field(
+        5.0, description="SQLite: wait this long for a lock before failing (503)"
+    )
+    # --- the worker ------------------------------------------------------------------
+    worker_batch: int = Field(100, ge=1, description="messages leased per claim")
+    worker_concurrency: int = Field(16, ge=1, description="sends in flight per worker")
+    worker_poll: Duration = Field(1.0, description="sleep between claims when nothing is due")
+
+    @pydantic.field_validator("brands_dir", "templates_dir")
+    @classmethod
+    def _is_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @pydantic.field_validator("retry_delays")
+    @classmethod
+    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(d <= 0 for d in value):
+            raise ValueError("every delay must be positive")
+        return value
+
+    @pydantic.field_validator("retry_interval")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError("need 0 < low <= high")
+        return value
+
+    @pydantic.field_validator("event_lifetimes")
+    @classmethod
+    def _lifetimes_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("lifetimes must be positive")
+        return value
+
+    @pydantic.field_validator("intake_processes")
+    @classmethod
+    def _not_negative(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    # --- derived values ----------------------------------------------------------------
 
     @property
     def keys_path(self) -> Path:
@@ -69,6 +267,46 @@ class Settings:
     @property
     def mail_dir(self) -> Path:
         return self.var_dir / "mail"
+
+    def intake_process_count(self, default: int | Literal["auto"] = 0) -> int:
+        """Intake worker processes: the setting, else ``default`` (``auto``: one per
+        core, none on one core)."""
+        value = self.intake_processes if self.intake_processes is not None else default
+        if value == "auto":
+            from .intake.preparer import auto_processes
+
+            return auto_processes()
+        assert isinstance(value, int)
+        return value
+
+    def outbox_config(self) -> OutboxConfig:
+        from .outbox.model import OutboxConfig
+
+        return OutboxConfig(
+            retry_delays=self.retry_delays,
+            retry_interval=self.retry_interval,
+            retry_jitter=self.retry_jitter,
+            max_lifetime=self.max_lifetime,
+            lifetimes=dict(self.event_lifetimes),
+            expiry_grace=self.expiry_grace,
+            lease=self.lease,
+            retention=self.retention,
+            busy_timeout=self.db_busy_timeout,
+            max_batch=self.max_batch,
+            intake_processes=self.intake_process_count(),
+        )
+
+    def worker_config(self, **overrides: Any) -> WorkerConfig:
+        """The worker's slice; keyword arguments that are not None win (CLI options)."""
+        from .worker.loop import WorkerConfig
+
+        values: dict[str, Any] = {
+            "batch_size": self.worker_batch,
+            "concurrency": self.worker_concurrency,
+            "poll_interval": self.worker_poll,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return WorkerConfig(**values)
 
     def secret(self) -> bytes:
         """The signing secret for unsubscribe links and sessions; made once under var/."""
@@ -95,36 +333,91 @@ class Settings:
             tmp.unlink()
         return path.read_bytes().strip()
 
+    # --- loading -------------------------------------------------------------------------
+
     @classmethod
-    def load(cls, env: dict[str, str] | None = None, config: Path | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        path = config or Path(env.get("NOTIFIER_CONFIG", "notifier.toml"))
-        if path.is_file():
-            try:
-                values.update(tomllib.loads(path.read_text("utf-8")))
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: {exc}") from exc
-        names = {f.name for f in fields(cls)}
-        for key, value in env.items():
-            if key.startswith("NOTIFIER_") and key[9:].lower() in names:
-                values[key[9:].lower()] = value
-        unknown = set(values) - names
-        if unknown:
-            raise ConfigError(f"{path}: unknown settings: {', '.join(sorted(unknown))}")
-        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+    def load(cls, env: Mapping[str, str] | None = None, config: Path | None = None) -> Settings:
+        """``notifier.toml`` (or ``NOTIFIER_CONFIG``, or ``config``) under the
+        environment's ``NOTIFIER_*`` variables."""
+        return load_with_sources(env, config)[0]
 
 
-def _coerce(name: str, value: Any) -> Any:
-    if name in {"var_dir", "key_dir", "brands_dir", "templates_dir"}:
-        return Path(value)
-    if name in {"platform_hosts", "platform_names", "link_addresses"}:
-        return _split(value) if isinstance(value, str) else tuple(value)
-    if name == "secret_key":
-        return Secret(value)
-    if name == "max_event_bytes":
+def known_keys() -> list[str]:
+    return list(Settings.model_fields)
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def load_with_sources(
+    env: Mapping[str, str] | None = None, config: Path | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """The settings and, for each key set, where its value came from (``env
+    NOTIFIER_X``, ``notifier.toml``)."""
+    env = dict(os.environ if env is None else env)
+    known = known_keys()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    path = config or Path(env.get("NOTIFIER_CONFIG", "notifier.toml"))
+    if path.is_file():
         try:
-            return int(value)
-        except ValueError as exc:
-            raise ConfigError(f"{name}: must be an integer") from exc
+            document = tomllib.loads(path.read_text("utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        for key, value in document.items():
+            if key not in known:
+                problems.append(f"{path}: unknown setting {key!r}{_suggest(key, known)}")
+                continue
+            values[key] = value
+            sources[key] = str(path)
+    elif config is not None:
+        raise ConfigError(f"{path}: no such file")
+    for name, value in env.items():
+        if not name.startswith(PREFIX) or name in META_KEYS or name.startswith(META_PREFIXES):
+            continue
+        key = name[len(PREFIX) :].lower()
+        if key not in known:
+            hint = _suggest(key, known)
+            if hint:
+                hint = f"; did you mean {PREFIX}{hint.rpartition(' ')[2][:-1].upper()}?"
+            problems.append(f"environment: unknown setting {name}{hint}")
+            continue
+        values[key] = value
+        sources[key] = f"env {name}"
+    if problems:
+        raise ConfigError("; ".join(problems))
+    try:
+        settings = Settings(**values)
+    except pydantic.ValidationError as exc:
+        raise ConfigError("; ".join(_describe(e, sources) for e in exc.errors())) from exc
+    return settings, sources
+
+
+def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    key = str(error["loc"][0]) if error.get("loc") else "settings"
+    where = sources.get(key)
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{key}: {message}" + (f" (from {where})" if where else "")
+
+
+def redacted(name: str, value: Any) -> Any:
+    """A value as ``notifier config`` shows it: secrets hidden, URL passwords masked."""
+    if name in SECRETS:
+        return "**********" if value else ""
+    if name in URLS and isinstance(value, str):
+        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1**********@", value)
     return value
+
+
+__all__ = [
+    "PROJECT_ROOT",
+    "Secret",
+    "Settings",
+    "known_keys",
+    "load_with_sources",
+    "parse_duration",
+    "redacted",
+]

@@ -1,14 +1,60 @@
-"""Shared fixtures: settings on a temporary var dir, one pipeline per session."""
+"""Shared fixtures: settings on a temporary var dir, one pipeline per session, and an
+outbox with the intake in front of it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from notifier.brands import BrandRegistry
 from notifier.compose.pipeline import Pipeline
 from notifier.config import Secret, Settings
+from notifier.intake.accept import Intake, make_preparer
+from notifier.outbox import Outbox, OutboxConfig, open_outbox
+
+
+class Box:
+    """An outbox with the intake in front of it, as ``notifier serve`` runs them: tests
+    accept raw events (``accept``, ``accept_batch``, ``accept_each``) and then work the
+    outbox itself (every other attribute is the outbox's)."""
+
+    def __init__(self, outbox: Outbox, intake: Intake, pipeline: Pipeline) -> None:
+        self.outbox = outbox
+        self.intake = intake
+        self.pipeline = pipeline
+        self.accept = intake.accept
+        self.accept_batch = intake.accept_batch
+        self.accept_each = intake.accept_each
+        self.preparer = intake.preparer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox, name)
+
+    def close(self) -> None:
+        self.intake.close()
+        self.outbox.close()
+
+    def __enter__(self) -> Box:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_box(
+    settings: Settings,
+    pipeline: Pipeline,
+    config: OutboxConfig | None = None,
+    **kwargs: Any,
+) -> Box:
+    config = config or OutboxConfig()
+    outbox = open_outbox(settings, config, **kwargs)
+    preparer = make_preparer(settings, pipeline, config.intake_processes)
+    return Box(outbox, Intake(outbox, preparer, max_batch=config.max_batch), pipeline)
+
 
 pytest_plugins: list[str] = []
 
@@ -22,6 +68,15 @@ def session_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def pipeline(session_settings: Settings) -> Pipeline:
     return Pipeline(session_settings)
+
+
+@pytest.fixture(scope="session")
+def verified_pipeline(session_settings: Settings) -> Pipeline:
+    """The shipped brands with their DNS verified: every brand sends as itself."""
+    brands = BrandRegistry(session_settings.brands_dir, session_settings.platform_brand)
+    for brand in brands.all():
+        brands = brands.with_brand(brand.model_copy(update={"dns_verified": True}))
+    return Pipeline(session_settings, brands)
 
 
 @pytest.fixture

@@ -51,7 +51,13 @@ def test_render_writes_eml(env_var_dir: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     msg = email.message_from_bytes(out.read_bytes(), policy=email.policy.default)
-    assert msg["From"].addresses[0].domain == "kustwebb.fi"
+    # kustwebb's DNS is not verified and domain.expired is mandatory: the mail goes out
+    # as it would be sent, from the platform's domain under Kustwebb's name, replies to
+    # Kustwebb (issue 9: render shows what is sent, and says why)
+    assert msg["From"].addresses[0].domain == "nordname.com"
+    assert msg["From"].addresses[0].display_name == "Kustwebb"
+    assert msg["Reply-To"].addresses[0].domain == "kustwebb.fi"
+    assert "brand DNS not verified" in result.stderr
     assert msg["Content-Language"] == "sv"
 
 

@@ -22,12 +22,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.brands import Brand, BrandRegistry
+from notifier.compose.sender import decide
 from notifier.config import Settings
 from notifier.errors import KeyStoreError, SigningError
 from notifier.signing.dkim import (
     Signer,
     canonicalize_body_relaxed,
-    choose_signing,
     header_list,
     normalise_newlines,
     split_message,
@@ -443,40 +443,42 @@ def _with(brand: Brand, **changes: Any) -> Brand:
 
 def test_verified_brand_signs_as_itself(registry: BrandRegistry) -> None:
     acme = _with(registry.get("acme"), dns_verified=True)
-    d = choose_signing(acme, registry.platform)
-    assert d.action == "sign" and not d.hold and not d.via_platform
+    d = decide(acme, registry.platform, mandatory=False)
+    assert d.policy == "own" and not d.held and not d.via_platform
     assert d.signer is acme
     assert d.from_address == "verkkotunnukset@acme.fi"
-    assert d.from_domain == "acme.fi"
-    assert d.envelope_domain == "bounce.acme.fi"
+    assert d.from_address.endswith("@acme.fi")
+    assert d.mail_from == "bounces@bounce.acme.fi"
 
 
 def test_unverified_platform_policy_goes_via_platform(registry: BrandRegistry) -> None:
     acme = registry.get("acme")
     assert not acme.dns_verified and acme.unverified_policy == "platform"
-    d = choose_signing(acme, registry.platform)
-    assert d.action == "sign" and d.via_platform
+    d = decide(acme, registry.platform, mandatory=False)
+    assert d.policy == "platform" and d.via_platform
     assert d.signer is registry.platform
-    assert d.from_domain == "nordname.com"
-    assert d.from_address == "noreply@nordname.com"
+    assert d.from_address.endswith("@nordname.com")
+    # the reseller's local part on the platform's domain, as the mail has always said
+    assert d.from_address == "verkkotunnukset@nordname.com"
     assert d.display_name == "Acme Digital"
     assert d.reply_to == "tuki@acme.fi"
-    assert d.envelope_domain == "bounces.nordname.com"
+    assert d.mail_from == "bounces@bounces.nordname.com"
+    assert d.message_id_domain == "nordname.com"
 
 
 def test_unverified_hold_policy_holds_unless_mandatory(registry: BrandRegistry) -> None:
     kw = registry.get("kustwebb")
     assert not kw.dns_verified and kw.unverified_policy == "hold"
-    held = choose_signing(kw, registry.platform)
-    assert held.hold and held.signer is None and held.from_domain is None
-    urgent = choose_signing(kw, registry.platform, mandatory=True)
-    assert urgent.action == "sign" and urgent.signer is registry.platform
+    held = decide(kw, registry.platform, mandatory=False)
+    assert held.held and held.signer is kw and held.from_address.endswith("@kustwebb.fi")
+    urgent = decide(kw, registry.platform, mandatory=True)
+    assert urgent.policy == "platform" and urgent.signer is registry.platform
     assert urgent.display_name == "Kustwebb"
     assert urgent.reply_to == "kundtjanst@kustwebb.fi"
 
 
 def test_platform_brand_signs_as_itself(registry: BrandRegistry) -> None:
-    d = choose_signing(registry.platform, registry.platform)
+    d = decide(registry.platform, registry.platform, mandatory=False)
     assert d.signer is registry.platform and not d.via_platform
 
 
@@ -484,7 +486,7 @@ def test_via_platform_message_verifies_with_platform_key(
     registry: BrandRegistry, store: KeyStore, signer: Signer
 ) -> None:
     platform = registry.platform
-    decision = choose_signing(registry.get("acme"), platform)
+    decision = decide(registry.get("acme"), platform, mandatory=False)
     assert decision.signer is platform and decision.from_address
     sel = platform.active_selector()
     assert sel is not None

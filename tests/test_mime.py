@@ -19,6 +19,12 @@ from notifier.errors import HeaderInjection, ValidationError
 WHEN = datetime(2026, 11, 26, 7, 30, tzinfo=UTC)
 
 
+@pytest.fixture(scope="session")
+def pipeline(verified_pipeline: Pipeline) -> Pipeline:
+    """Brands sending as themselves (the sender decision has tests of its own)."""
+    return verified_pipeline
+
+
 def parse(data: bytes) -> email.message.EmailMessage:
     msg = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(msg, email.message.EmailMessage)
@@ -82,7 +88,7 @@ def test_encoded_display_names_and_idn_addresses(pipeline: Pipeline) -> None:
 def test_long_lines_and_lone_dots_are_safe(pipeline: Pipeline) -> None:
     c = pipeline.compose(pipeline.sample("domain.renewed", "acme", "en"))
     r = dataclasses.replace(c.rendered, text="line\n.\nnext " + "x" * 3000 + "\r\nend\n")
-    out = mime.build(r, c.brand, message_id="<x@acme.fi>")
+    out = mime.build(r, c.sender, message_id="<x@acme.fi>")
     assert all(len(line) <= 998 for line in out.data.split(b"\r\n"))
     assert b"\r\n.\r\n" not in out.data
     plain = next(parse(out.data).iter_parts())
@@ -95,11 +101,11 @@ def test_builder_refuses_line_breaks_in_headers(pipeline: Pipeline, bad: str) ->
     with pytest.raises(HeaderInjection):
         mime.build(
             dataclasses.replace(c.rendered, recipient=Recipient("a@b.fi", bad)),
-            c.brand,
+            c.sender,
             message_id="<x@y>",
         )
     with pytest.raises(HeaderInjection):
-        mime.build(dataclasses.replace(c.rendered, subject=bad), c.brand, message_id="<x@y>")
+        mime.build(dataclasses.replace(c.rendered, subject=bad), c.sender, message_id="<x@y>")
 
 
 EXPECTED_HEADERS = {
@@ -156,7 +162,7 @@ def test_no_input_can_create_a_header(pipeline: Pipeline, name: str, registrar: 
         c.rendered, subject=registrar or "x", recipient=Recipient("a@b.fi", name or None)
     )
     try:
-        out = mime.build(r, c.brand, message_id="<x@acme.fi>")
+        out = mime.build(r, c.sender, message_id="<x@acme.fi>")
     except HeaderInjection:
         return
     msg = parse(out.data)

@@ -24,7 +24,8 @@ import pytest
 
 from notifier import events as catalog
 from notifier.compose.pipeline import Pipeline
-from notifier.config import Secret, Settings
+from notifier.config import Secret, Settings, parse_duration
+from notifier.delivery.policy import decide, retry_delay
 from notifier.delivery.transport import AttemptResult
 from notifier.errors import Conflict, RenderError, StorageError, ValidationError
 from notifier.fields import domain_to_ascii
@@ -39,18 +40,11 @@ from notifier.outbox import (
     Status,
     open_outbox,
 )
-from notifier.outbox.base import (
-    DAY,
-    HOUR,
-    LATENCY_BUCKETS,
-    MINUTE,
-    decide,
-    dkim_identity,
-    latency_counter,
-    parse_duration,
-)
+from notifier.outbox.model import DAY, HOUR, LATENCY_BUCKETS, MINUTE, latency_counter
 from notifier.signing.dkim import Signer
+from notifier.signing.identity import dkim_identity
 from notifier.signing.keys import KeyStore
+from tests.conftest import open_box
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed "now"
 
@@ -138,7 +132,7 @@ def make_box(
     def make(config: OutboxConfig | None = None, **kwargs: Any) -> Outbox:
         kwargs.setdefault("clock", clock)
         kwargs.setdefault("rng", random.Random(7))
-        box = open_outbox(box_settings, pipeline, config or OutboxConfig(), **kwargs)
+        box = open_box(box_settings, pipeline, config or OutboxConfig(), **kwargs)
         opened.append(box)
         return box
 
@@ -776,13 +770,13 @@ def test_retry_schedule_defaults() -> None:
     rng = random.Random(1)
     for failures, base in enumerate((5 * MINUTE, 10 * MINUTE, 20 * MINUTE, 40 * MINUTE), 1):
         for _ in range(50):
-            delay = config.retry_delay(failures, rng)
+            delay = retry_delay(config, failures, rng)
             assert 0.9 * base <= delay <= 1.1 * base
-    later = [config.retry_delay(n, rng) for n in range(5, 200)]
+    later = [retry_delay(config, n, rng) for n in range(5, 200)]
     assert all(0.9 * HOUR <= d <= 1.1 * 2 * HOUR for d in later)
     assert max(later) > 1.5 * HOUR > 1.2 * HOUR > min(later)  # spread over 1-2 h
     # a server's "try again in 30 minutes" is honoured
-    assert config.retry_delay(1, rng, retry_after=30 * MINUTE) == 30 * MINUTE
+    assert retry_delay(config, 1, rng, retry_after=30 * MINUTE) == 30 * MINUTE
 
 
 def test_decide_outcomes() -> None:
@@ -819,7 +813,7 @@ def test_decide_outcomes() -> None:
 
 
 def test_config_from_env() -> None:
-    config = OutboxConfig.from_env(
+    config = Settings.load(
         {
             "NOTIFIER_RETRY_DELAYS": "1m, 2m",
             "NOTIFIER_RETRY_INTERVAL": "30m-90m",
@@ -829,16 +823,16 @@ def test_config_from_env() -> None:
             "NOTIFIER_LEASE": "20m",
             "NOTIFIER_RETENTION": "3y",
         }
-    )
+    ).outbox_config()
     assert config.retry_delays == (60.0, 120.0)
     assert config.retry_interval == (1800.0, 5400.0)
     assert config.retry_jitter == 0.05 and config.max_lifetime == 5 * DAY
     assert config.lifetime("transfer.auth_code") == DAY and config.lifetime("x") == 5 * DAY
     assert config.lease == 20 * MINUTE and config.retention == 3 * 365 * DAY
-    assert OutboxConfig.from_env({}) == OutboxConfig()
+    assert Settings.load({}).outbox_config() == OutboxConfig()
     assert parse_duration("90") == 90 and parse_duration("1.5h") == 5400
     with pytest.raises(Exception, match="not a duration"):
-        OutboxConfig.from_env({"NOTIFIER_LEASE": "soon"})
+        Settings.load({"NOTIFIER_LEASE": "soon"}).outbox_config()
 
 
 def test_event_lifetime_override(make_box: Callable[..., Outbox]) -> None:
@@ -854,7 +848,7 @@ def test_event_lifetime_override(make_box: Callable[..., Outbox]) -> None:
 @pytest.fixture
 def sqlite_box(tmp_path: Path, key_dir: Path, pipeline: Pipeline, clock: Clock) -> Iterator[Outbox]:
     settings = Settings(var_dir=tmp_path / "var", key_dir=key_dir, secret_key=Secret("t"))
-    box = open_outbox(settings, pipeline, OutboxConfig(busy_timeout=0.05), clock=clock)
+    box = open_box(settings, pipeline, OutboxConfig(busy_timeout=0.05), clock=clock)
     yield box
     box.close()
 
@@ -902,11 +896,11 @@ def test_unknown_database_url_is_a_config_error(settings: Settings, pipeline: Pi
     from notifier.errors import ConfigError
 
     with pytest.raises(ConfigError, match="sqlite:///"):
-        open_outbox(settings, pipeline, url="mysql://x/y")
+        open_outbox(settings, url="mysql://x/y")
 
 
 def test_postgres_unreachable_is_storage_error(settings: Settings, pipeline: Pipeline) -> None:
     pytest.importorskip("psycopg")
     with pytest.raises(StorageError, match="unavailable") as info:
-        open_outbox(settings, pipeline, url="postgresql://u:secret@127.0.0.1:1/db")
+        open_outbox(settings, url="postgresql://u:secret@127.0.0.1:1/db")
     assert "secret" not in str(info.value)

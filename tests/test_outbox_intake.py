@@ -30,7 +30,8 @@ from notifier.errors import (
     ValidationError,
 )
 from notifier.intake.preparer import InlinePreparer, PoolPreparer
-from notifier.outbox import Accepted, Outbox, OutboxConfig, open_outbox
+from notifier.outbox import Accepted, Outbox, OutboxConfig
+from tests.conftest import open_box
 
 from .test_outbox import reminder
 
@@ -46,7 +47,7 @@ def _settings(tmp_path: Path, name: str) -> Settings:
 @pytest.fixture
 def pool_box(tmp_path: Path) -> Iterator[Outbox]:
     settings = _settings(tmp_path, "pool")
-    box = open_outbox(settings, Pipeline(settings), OutboxConfig(intake_processes=2))
+    box = open_box(settings, Pipeline(settings), OutboxConfig(intake_processes=2))
     yield box
     box.close()
 
@@ -54,7 +55,7 @@ def pool_box(tmp_path: Path) -> Iterator[Outbox]:
 @pytest.fixture
 def inline_box(tmp_path: Path) -> Iterator[Outbox]:
     settings = _settings(tmp_path, "inline")
-    box = open_outbox(settings, Pipeline(settings), OutboxConfig())
+    box = open_box(settings, Pipeline(settings), OutboxConfig())
     yield box
     box.close()
 
@@ -168,16 +169,17 @@ def test_a_killed_worker_costs_speed_never_an_event(
 
 def test_inline_preparer_is_the_default() -> None:
     assert OutboxConfig().intake_processes == 0
-    assert OutboxConfig.from_env({"NOTIFIER_INTAKE_PROCESSES": "3"}).intake_processes == 3
-    assert OutboxConfig.from_env({"NOTIFIER_INTAKE_PROCESSES": "auto"}).intake_processes >= 0
+    assert Settings.load({"NOTIFIER_INTAKE_PROCESSES": "3"}).outbox_config().intake_processes == 3
+    auto = Settings.load({"NOTIFIER_INTAKE_PROCESSES": "auto"}).outbox_config()
+    assert auto.intake_processes >= 0
     with pytest.raises(NotifierError, match="NOTIFIER_INTAKE_PROCESSES"):
-        OutboxConfig.from_env({"NOTIFIER_INTAKE_PROCESSES": "many"})
+        Settings.load({"NOTIFIER_INTAKE_PROCESSES": "many"}).outbox_config()
     with pytest.raises(NotifierError):
         OutboxConfig(intake_processes=-1)
 
 
 def test_inline_preparer_starts_nothing(pipeline: Pipeline) -> None:
-    assert InlinePreparer(pipeline, OutboxConfig()).start() == []
+    assert InlinePreparer(pipeline).start() == []
 
 
 @pytest.mark.parametrize(
@@ -219,7 +221,7 @@ def test_a_pool_that_cannot_start_costs_speed_never_an_event(
         brands_dir=brands,
         database_url=f"sqlite:///{tmp_path / 'outbox.db'}",
     )
-    box = open_outbox(settings, Pipeline(settings), OutboxConfig(intake_processes=2))
+    box = open_box(settings, Pipeline(settings), OutboxConfig(intake_processes=2))
     try:
         shutil.rmtree(brands)  # the workers cannot load the brands: each one fails to start
         assert box.preparer.start() == []

@@ -23,6 +23,7 @@ from typing import Any
 import dkim
 import pytest
 
+from notifier.brands import BrandRegistry
 from notifier.compose.pipeline import Pipeline
 from notifier.config import Settings
 from notifier.delivery.smtp import RelayTransport, Timeouts
@@ -46,6 +47,7 @@ box = contract.box
 fault = pytest.mark.smtp_fault
 FAST = Timeouts(connect=2.0, command=2.0, data=2.0, data_block=2.0, final=5.0, quit=1.0)
 MINUTE = 60.0
+BRANDS = BrandRegistry(Settings().brands_dir, Settings().platform_brand)
 
 
 def message_id_of(data: bytes) -> str:
@@ -67,10 +69,11 @@ def run_worker(
     async def go() -> WorkerStats:
         transport = RelayTransport(url, timeouts=FAST, helo="worker.notifier.test")
         worker = Worker(
-            box,
+            box.outbox,
             transport,
             signer or Signer(KeyStore(key_dir)),
             config=config or WorkerConfig(poll_interval=0.01, flush_interval=0.01),
+            brands=BRANDS,
         )
         watcher = asyncio.create_task(control(worker)) if control else None
         try:
@@ -624,7 +627,7 @@ def test_stop_before_run_starts_returns_at_once(
 
     async def go() -> WorkerStats:
         transport = RelayTransport(smtp_server.url, timeouts=FAST)
-        worker = Worker(box, transport, Signer(KeyStore(key_dir)))
+        worker = Worker(box.outbox, transport, Signer(KeyStore(key_dir)), brands=BRANDS)
         task = asyncio.create_task(worker.run())  # not started yet
         worker.stop()
         try:

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from ..brands import BrandRegistry
 from ..compose.pipeline import EventIn, Pipeline
 from ..config import Settings
 from ..errors import StorageError
@@ -118,7 +119,7 @@ def create_app(
             except StorageError as exc:
                 log.warning("intake processes not started (%s)", exc)
         if run_worker:
-            worker_task = asyncio.create_task(_run_worker(settings, store, stop))
+            worker_task = asyncio.create_task(_run_worker(settings, store, stop, pipeline.brands))
         try:
             yield
         finally:
@@ -162,14 +163,16 @@ def create_app(
     return app
 
 
-async def _run_worker(settings: Settings, store: Store, stop: asyncio.Event) -> None:
+async def _run_worker(
+    settings: Settings, store: Store, stop: asyncio.Event, brands: BrandRegistry
+) -> None:
     """The delivery worker beside the API (``notifier serve``), sharing its outbox.
 
     Waits for the database if it is down at start-up; on shutdown the worker stops
     claiming, finishes the sends in flight and releases the rest.
     """
     from ..delivery.smtp import transport_from_url
-    from ..worker.loop import Worker, WorkerConfig, make_signer
+    from ..worker.loop import Worker, make_signer
 
     outbox = None
     while outbox is None:
@@ -183,7 +186,13 @@ async def _run_worker(settings: Settings, store: Store, stop: asyncio.Event) -> 
             except TimeoutError:
                 continue
     transport = transport_from_url(settings.smtp_url, settings.mail_dir)
-    worker = Worker(outbox, transport, make_signer(settings), config=WorkerConfig.from_env())
+    worker = Worker(
+        outbox,
+        transport,
+        make_signer(settings),
+        config=settings.worker_config(),
+        brands=brands,
+    )
     run = asyncio.create_task(worker.run())
     stopper = asyncio.create_task(stop.wait())
     try:

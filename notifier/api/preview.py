@@ -44,7 +44,6 @@ from ..errors import (
     StorageError,
     ValidationError,
 )
-from ..outbox.base import plan
 from ..tokens import TokenStore
 from . import session as sessions
 from .errors import ApiError
@@ -175,25 +174,25 @@ class Preview:
     text: str
     eml: bytes
     notice: str | None  # "via_platform" | "held" | None
+    envelope: str  # the envelope sender (Return-Path)
+    dkim_domain: str  # d= of the signature the worker adds
 
 
 def compose_preview(
     pipeline: Pipeline, brand_id: str, event_name: str, lang: str, data: Any
 ) -> Preview:
-    """Compose the message as the outbox does at acceptance (same pipeline, same signing
-    decision); raises ValidationError / RenderError."""
+    """Compose the message through the one compose sequence the intake uses (same
+    sender decision, same bytes); raises ValidationError / RenderError."""
     raw = {
         "event": event_name,
         "brand": brand_id,
         "recipient": {"email": SAMPLE_EMAIL, "name": SAMPLE_NAME, "language": lang},
         "data": data,
     }
-    event = pipeline.validate(raw)
-    planned = plan(pipeline, event)  # what the outbox does at acceptance
-    composed = planned.composed
-    via_platform = planned.signer.id != composed.brand.id
+    composed = pipeline.prepare(raw)
+    sender = composed.sender
     head = BytesHeaderParser(policy=email.policy.default).parsebytes(composed.outgoing.data)
-    notice = "held" if planned.held else ("via_platform" if via_platform else None)
+    notice = "held" if sender.held else ("via_platform" if sender.via_platform else None)
     return Preview(
         language=composed.rendered.language,
         subject=str(head.get("Subject", "")),
@@ -204,6 +203,8 @@ def compose_preview(
         text=composed.rendered.text,
         eml=composed.outgoing.data,
         notice=notice,
+        envelope=composed.outgoing.mail_from,
+        dkim_domain=sender.signer.mail_domain,
     )
 
 

@@ -28,8 +28,11 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
+from ..compose.pipeline import Pipeline
 from ..config import Settings
 from ..errors import FieldError, NotifierError, StorageError, ValidationError
+from ..intake.accept import Intake, make_preparer
+from ..outbox import OutboxConfig, open_outbox
 
 T = TypeVar("T")
 
@@ -203,23 +206,28 @@ _ITEM = re.compile(r"^events\[(\d+)\]")
 
 
 class OutboxStore:
-    """:class:`Store` over a synchronous :class:`notifier.outbox.Outbox`, opened on first
-    use (and again after a failed open: a database down at start-up is not fatal)."""
+    """:class:`Store` over a synchronous :class:`notifier.intake.accept.Intake` and its
+    :class:`notifier.outbox.Outbox`, opened on first use (and again after a failed
+    open: a database down at start-up is not fatal)."""
 
-    def __init__(self, opener: Callable[[], Any]) -> None:
+    def __init__(self, opener: Callable[[], Intake]) -> None:
         self._opener = opener
-        self._outbox: Any = None
+        self._intake: Intake | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(THREADS)
         self._committer: GroupCommit | None = None
 
     @property
-    def outbox(self) -> Any:
-        if self._outbox is None:
+    def intake(self) -> Intake:
+        if self._intake is None:
             with self._lock:
-                if self._outbox is None:
-                    self._outbox = self._opener()
-        return self._outbox
+                if self._intake is None:
+                    self._intake = self._opener()
+        return self._intake
+
+    @property
+    def outbox(self) -> Any:
+        return self.intake.outbox
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
@@ -254,13 +262,13 @@ class OutboxStore:
     def _accept_batch(self, raws: list[Any]) -> list[Accepted | NotifierError]:
         return [
             r if isinstance(r, NotifierError) else _accepted(r)
-            for r in self.outbox.accept_each(raws, prefix="events")
+            for r in self.intake.accept_each(raws, prefix="events")
         ]
 
     def start(self) -> None:
         """Open the outbox and start its intake workers, if it has any (at start-up, so
         that the first large batch does not wait for them)."""
-        self.outbox.preparer.start()
+        self.intake.preparer.start()
 
     # --- reading ---------------------------------------------------------------------
 
@@ -327,7 +335,7 @@ class OutboxStore:
         return await self._run(self._stats)
 
     def _stats(self) -> Stats:
-        from ..outbox.base import LATENCY_BUCKETS, latency_counter
+        from ..outbox.model import LATENCY_BUCKETS, latency_counter
 
         m = self.outbox.metrics()
         return Stats(
@@ -362,8 +370,9 @@ class OutboxStore:
         if self._committer is not None:
             await self._committer.close()
             self._committer = None
-        if self._outbox is not None:
-            self._outbox.close()
+        if self._intake is not None:
+            self._intake.close()
+            self._intake.outbox.close()
 
 
 #: most single events one group commit takes
@@ -406,8 +415,8 @@ class GroupCommit:
     async def _run(self) -> None:
         while True:
             group = [await self.queue.get()]
-            config = getattr(self.store._outbox, "config", None)  # None until opened
-            most = max(1, min(GROUP_MAX, int(getattr(config, "max_batch", GROUP_MAX))))
+            intake = self.store._intake  # None until opened
+            most = max(1, min(GROUP_MAX, intake.max_batch if intake else GROUP_MAX))
             while len(group) < most and not self.queue.empty():
                 group.append(self.queue.get_nowait())
             live = [(raw, f) for raw, f in group if not f.cancelled()]
@@ -452,11 +461,17 @@ def _accepted(result: Any) -> Accepted:
     )
 
 
-def open_store(settings: Settings, pipeline: Any = None, config: Any = None) -> Store:
-    """The outbox behind :class:`Store`, or :class:`Unavailable` saying why not;
-    ``config`` (an ``OutboxConfig``) defaults to the ``NOTIFIER_*`` environment."""
-    try:
-        from ..outbox import open_outbox
-    except ImportError as exc:  # pragma: no cover - a build without the outbox
-        return Unavailable(f"the outbox is not available in this build ({exc})")
-    return OutboxStore(lambda: open_outbox(settings, pipeline, config))
+def open_store(
+    settings: Settings, pipeline: Pipeline | None = None, config: OutboxConfig | None = None
+) -> Store:
+    """The outbox behind :class:`Store` (opened on first use), with an intake that
+    prepares events through ``pipeline``; ``config`` defaults to the settings' outbox
+    slice."""
+
+    def opener() -> Intake:
+        cfg = config or settings.outbox_config()
+        outbox = open_outbox(settings, cfg)
+        preparer = make_preparer(settings, pipeline or Pipeline(settings), cfg.intake_processes)
+        return Intake(outbox, preparer, max_batch=cfg.max_batch)
+
+    return OutboxStore(opener)

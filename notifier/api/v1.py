@@ -29,7 +29,7 @@ from ..errors import (
     RenderError,
     ValidationError,
 )
-from ..outbox.base import Status
+from ..outbox import Status
 from ..signing.keys import KeyStore
 from ..tokens import Token
 from .auth import check_brand_write, require, visible

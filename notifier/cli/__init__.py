@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from .. import events as catalog
 from ..config import Settings
+
+if TYPE_CHECKING:
+    from ..compose.pipeline import Composed
 from ..errors import NotifierError, UnknownEvent, ValidationError
 
 app = typer.Typer(
@@ -128,13 +131,27 @@ def render_cmd(
         "data": payload,
     }
     try:
-        validated = pipeline.validate(raw)
-        composed = pipeline.compose(validated)
+        composed = pipeline.prepare(raw)
         blob = composed.outgoing.data
         if sign:
             blob = _sign(pipeline, composed)
     except NotifierError as exc:
         _report(exc)
+    sender, out = composed.sender, composed.outgoing
+    # what decided the message's shape, on stderr so that stdout stays a clean .eml
+    typer.echo(f"policy: {sender.reason}", err=True)
+    typer.echo(
+        f"envelope: {out.mail_from} -> {out.rcpt_to}; DKIM d={sender.signer.mail_domain} "
+        f"(signed by the worker at send time with {sender.signer.id}'s key)",
+        err=True,
+    )
+    if sign:
+        note = (
+            ""
+            if sender.signer.id == sender.brand.id
+            else f"; the mail itself is signed with {sender.signer.id}'s key"
+        )
+        typer.echo(f"signed here with {sender.brand.id}'s own key for a key check{note}", err=True)
     if output is None:
         sys.stdout.buffer.write(blob)
         sys.stdout.flush()
@@ -142,19 +159,19 @@ def render_cmd(
         output.write_bytes(blob)
         typer.echo(
             f"wrote {output} ({len(blob)} bytes, {composed.rendered.language}, "
-            f"brand {composed.brand.id}, {composed.outgoing.message_id})",
+            f"brand {composed.brand.id}, {out.message_id})",
             err=True,
         )
 
 
-def _sign(pipeline: Any, composed: Any) -> bytes:
-    try:
-        from ..signing.dkim import Signer
-        from ..signing.keys import KeyStore
-    except ImportError:  # pragma: no cover - until the DKIM module lands
-        fail("DKIM signing is not available in this build")
+def _sign(pipeline: Any, composed: Composed) -> bytes:
+    """Sign with the brand's own key (``--sign`` is a key check): DMARC alignment is
+    not the point here, so the From domain is not checked against the key."""
+    from ..signing.dkim import Signer
+    from ..signing.keys import KeyStore
+
     signer = Signer(KeyStore(pipeline.settings.keys_path))
-    signed: bytes = signer.sign(composed.outgoing.data, composed.brand)
+    signed: bytes = signer.sign(composed.outgoing.data, composed.brand, check_alignment=False)
     return signed
 
 

@@ -77,7 +77,7 @@ def worker_cmd(
     """Deliver queued mail until SIGTERM (run several for more throughput)."""
     import logging
 
-    from ..worker.loop import WorkerConfig, serve
+    from ..worker.loop import serve
 
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -85,7 +85,7 @@ def worker_cmd(
         )
     settings = _settings()
     try:
-        config = WorkerConfig.from_env(
+        config = settings.worker_config(
             batch_size=batch, concurrency=concurrency, poll_interval=poll
         )
         stats = asyncio.run(serve(settings, config=config, smtp_url=smtp, until_idle=until_idle))
@@ -110,10 +110,11 @@ def send_test_cmd(
     """Render EVENT with sample data, sign it and send it now; print the SMTP reply."""
     from .. import events as catalog
     from ..compose.pipeline import Pipeline
+    from ..delivery.policy import describe
     from ..delivery.smtp import transport_from_url
     from ..delivery.transport import Envelope
     from ..errors import UnknownEvent
-    from ..outbox.base import describe, dkim_identity, plan
+    from ..signing.identity import dkim_identity
     from ..worker.loop import make_signer
 
     settings = _settings()
@@ -126,13 +127,12 @@ def send_test_cmd(
         "data": dict(catalog.CATALOG[event].sample),
     }
     try:
-        pipeline = Pipeline(settings)
-        validated = pipeline.validate(raw)
-        planned = plan(pipeline, validated)
-        if planned.held:
-            typer.echo(f"warning: {planned.reason}; sending the test anyway", err=True)
-        out = planned.composed.outgoing
-        signed = make_signer(settings).sign(out.data, planned.signer)
+        composed = Pipeline(settings).prepare(raw)
+        sender = composed.sender
+        if sender.held:
+            typer.echo(f"warning: {sender.reason}; sending the test anyway", err=True)
+        out = composed.outgoing
+        signed = make_signer(settings).sign(out.data, sender.signer)
         transport = transport_from_url(smtp or settings.smtp_url, settings.mail_dir)
     except ValidationError as exc:
         # name the options, not the intake fields
@@ -146,7 +146,7 @@ def send_test_cmd(
     async def send() -> Any:
         try:
             return await transport.send(
-                Envelope(out.message_id, planned.mail_from, out.rcpt_to, signed)
+                Envelope(out.message_id, out.mail_from, out.rcpt_to, signed)
             )
         finally:
             await transport.close()
@@ -155,8 +155,8 @@ def send_test_cmd(
     domain, selector = dkim_identity(signed)
     typer.echo(f"Message-ID: {out.message_id}")
     typer.echo(
-        f"From brand: {planned.composed.brand.id}, signed d={domain} s={selector}, "
-        f"envelope {planned.mail_from} -> {out.rcpt_to}"
+        f"From brand: {sender.brand.id}, signed d={domain} s={selector}, "
+        f"envelope {out.mail_from} -> {out.rcpt_to}"
     )
     typer.echo(f"{result.outcome}: {describe(result)}")
     if result.outcome != "sent":

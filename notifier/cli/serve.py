@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -83,15 +82,14 @@ def serve(
         stream=sys.stderr,
     )
     try:
-        from ..intake.preparer import auto_processes
-        from ..outbox import OutboxConfig
-
         # read here, once: a bad NOTIFIER_* value is a message now, not a traceback later
-        outbox_config = OutboxConfig.from_env()
-        if intake_processes is None and not os.environ.get("NOTIFIER_INTAKE_PROCESSES"):
-            intake_processes = auto_processes()  # serve's default: one per core
-        if intake_processes is not None:
-            outbox_config = dataclasses.replace(outbox_config, intake_processes=intake_processes)
+        outbox_config = dataclasses.replace(
+            settings.outbox_config(),
+            # serve's default: one per core
+            intake_processes=intake_processes
+            if intake_processes is not None
+            else settings.intake_process_count(default="auto"),
+        )
         app = create_app(settings, run_worker=worker, warm_up=True, outbox_config=outbox_config)
     except NotifierError as exc:
         _fail(str(exc), 2)

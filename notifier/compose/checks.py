@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import events as catalog
 from ..errors import NotifierError
 from .links import leaks
-from .pipeline import Pipeline
+from .pipeline import Composed, Pipeline
 from .render import Event
 
 _SCRIPT = re.compile(r"<script|javascript:|\son[a-z]+\s*=", re.IGNORECASE)
@@ -99,12 +99,23 @@ def _check_one(
     if problems:
         return CheckResult(brand_id, name, lang, label, "; ".join(problems))
     if not composed.brand.platform:
-        blob = "\n".join(
-            (r.subject, r.text, r.html, composed.outgoing.data.decode("ascii", "replace"))
-        )
+        blob = "\n".join((r.subject, r.text, r.html, _visible_head(composed)))
         found = leaks(blob, pipeline.settings.platform_names, pipeline.settings.platform_hosts)
         if found:
             return CheckResult(
                 brand_id, name, lang, label, f"platform leak: {', '.join(found)}", leak=True
             )
     return CheckResult(brand_id, name, lang, label)
+
+
+def _visible_head(composed: Composed) -> str:
+    """The headers that must not name the platform. Mail sent from the platform's
+    domain on a reseller's behalf (its DNS not verified yet) carries the platform's
+    domain in From and Message-ID by design: those two are the sender decision's."""
+    head = composed.outgoing.data.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
+    if not composed.sender.via_platform:
+        return head
+    lines = re.sub(r"\r\n[ \t]+", " ", head).split("\r\n")
+    return "\n".join(
+        line for line in lines if not line.lower().startswith(("from:", "message-id:"))
+    )

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from ..brands import Brand
 from ..errors import HeaderInjection
 from ..fields import domain_to_ascii
 from .render import Rendered
+from .sender import Sender
 
 _UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 _ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\- ]+$")
@@ -129,34 +129,31 @@ def _b64(text: str) -> bytes:
     return b"\r\n".join(_B64_LINE.findall(enc)) + b"\r\n" if enc else b""
 
 
-def new_message_id(brand: Brand) -> str:
-    return f"<{uuid.uuid4().hex}@{brand.mail_domain}>"
+def new_message_id(domain: str) -> str:
+    """A Message-ID on ``domain`` (the signer's: the sender decision picks it)."""
+    return f"<{uuid.uuid4().hex}@{domain}>"
 
 
 def build(
     rendered: Rendered,
-    brand: Brand,
+    sender: Sender,
     *,
     message_id: str,
     date: datetime | None = None,
-    from_domain: str | None = None,
 ) -> Outgoing:
-    """Assemble the message. ``from_domain`` replaces the From domain when the mail goes
-    out through the platform's domain (a reseller whose DNS is not verified yet)."""
+    """Assemble the message with the From, Reply-To and envelope sender that
+    ``sender`` (the sender decision) gives."""
     guard(message_id, "message_id")
     date = date or datetime.now(UTC)
-    from_addr = brand.from_address
-    if from_domain:
-        from_addr = f"{from_addr.rpartition('@')[0]}@{from_domain}"
     headers = [
-        ("From", address(brand.display_name, from_addr)),
+        ("From", address(sender.display_name, sender.from_address)),
         ("To", address(rendered.recipient.name, rendered.recipient.email)),
     ]
-    if brand.reply_to:
-        headers.append(("Reply-To", address(brand.display_name, brand.reply_to)))
+    if sender.reply_to:
+        headers.append(("Reply-To", address(sender.display_name, sender.reply_to)))
     headers += [
         ("Subject", header_text(rendered.subject, "subject")),
-        ("Date", format_datetime(date.astimezone(brand.tz))),
+        ("Date", format_datetime(date.astimezone(sender.brand.tz))),
         ("Message-ID", message_id),
         ("MIME-Version", "1.0"),
     ]
@@ -197,7 +194,7 @@ def build(
     rcpt = addr_spec(rendered.recipient.email)
     return Outgoing(
         message_id=message_id,
-        mail_from=f"bounces@{brand.envelope_domain}",
+        mail_from=addr_spec(sender.mail_from),
         rcpt_to=rcpt,
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),

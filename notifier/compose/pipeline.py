@@ -1,8 +1,13 @@
-"""The one send sequence: raw event → validated event → rendered → links rewritten → MIME.
+"""The one compose sequence: raw event → validated → sender decided → rendered → links
+rewritten → MIME → a frozen :class:`Composed` message.
 
-API, CLI and preview all call :class:`Pipeline`, so a preview shows exactly what would
-be sent. Each stage takes a frozen value and returns the next; nothing here does I/O
-except loading brands and templates once.
+Every door calls :meth:`Pipeline.prepare` (or :meth:`Pipeline.compose` for an event it
+validated itself): the API intake and its worker processes, ``notifier render``,
+``send-test`` and the preview. So the From, Reply-To, envelope sender, Message-ID and
+signer are the same whichever door a message came through, and a preview is exactly
+what would be sent. Each stage takes a frozen value and returns the next; nothing here
+does I/O except loading brands and templates once. Signing happens at send time
+(``notifier.worker``), with the key of :attr:`Sender.signer`.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import events as catalog
 from ..brands import Brand, BrandRegistry
 from ..config import Settings
-from ..errors import FieldError, NotifierError, UnknownEvent, ValidationError
+from ..errors import FieldError, NotifierError, RenderError, UnknownEvent, ValidationError
 from ..fields import Email, SafeStr
 from . import mime, unsubscribe
 from .links import Rewriter
 from .mime import Outgoing
-from .render import Event, Recipient, Rendered, Renderer
+from .render import Event, Recipient, Rendered, Renderer, sample_event
+from .sender import Sender
+from .sender import decide as decide_sender
 
 log = logging.getLogger("notifier.pipeline")
 
@@ -49,10 +56,17 @@ class EventIn(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Composed:
+    """A message as it will be sent (unsigned), with what decided its shape."""
+
     event: Event
-    brand: Brand  # the brand the mail goes out in
+    sender: Sender
     rendered: Rendered
     outgoing: Outgoing
+
+    @property
+    def brand(self) -> Brand:
+        """The brand the mail goes out in."""
+        return self.sender.brand
 
 
 class Pipeline:
@@ -62,6 +76,35 @@ class Pipeline:
         self.renderer = Renderer(settings.templates_dir, self.brands)
         self._rewriters: dict[str, Rewriter | None] = {}
         self._secret: bytes | None = None
+
+    # --- the sequence ------------------------------------------------------------
+
+    def prepare(self, raw: Any, loc: str = "") -> Composed:
+        """The whole sequence for one raw event. Errors name the field path (``loc``
+        prefixes it, e.g. ``events[3]``); a render error carries a note naming ``loc``."""
+        event = self.validate(raw, loc)
+        try:
+            return self.compose(event)
+        except NotifierError as exc:
+            if loc:
+                exc.add_note(f"while rendering {loc}")
+            raise
+
+    def compose(
+        self, event: Event, *, message_id: str | None = None, date: datetime | None = None
+    ) -> Composed:
+        """A validated event → the message as it will be sent."""
+        sender = self.sender(event)
+        rendered = self.render(event, sender.brand)
+        outgoing = mime.build(
+            rendered,
+            sender,
+            message_id=message_id or mime.new_message_id(sender.message_id_domain),
+            date=date,
+        )
+        if not outgoing.data:
+            raise RenderError(f"{event.name}: rendered an empty message")
+        return Composed(event=event, sender=sender, rendered=rendered, outgoing=outgoing)
 
     # --- stage 1: validate --------------------------------------------------------
 
@@ -89,7 +132,16 @@ class Pipeline:
             idempotency_key=envelope.idempotency_key,
         )
 
-    # --- stages 2-4: render, rewrite, MIME ---------------------------------------
+    # --- stage 2: the sender decision ---------------------------------------------
+
+    def sender(self, event: Event) -> Sender:
+        """Reseller mail goes out in the platform's brand; registrant mail in the
+        reseller's, from its own domain or the platform's (see :mod:`.sender`)."""
+        account = self.brands.get(event.brand_id)
+        brand = self.renderer.sending_brand(event.spec, event.data, account)
+        return decide_sender(brand, self.brands.platform, mandatory=event.spec.mandatory)
+
+    # --- stages 3-4: render, rewrite links -----------------------------------------
 
     def rewriter(self, brand: Brand) -> Rewriter | None:
         if brand.id not in self._rewriters:
@@ -111,30 +163,13 @@ class Pipeline:
         )
         return unsubscribe.url(brand.link_host, token)
 
-    def render(self, event: Event) -> tuple[Brand, Rendered]:
-        account = self.brands.get(event.brand_id)
-        brand = self.renderer.sending_brand(event.spec, event.data, account)
+    def render(self, event: Event, brand: Brand) -> Rendered:
+        """Render in ``brand`` and move platform links to its link domain."""
         rendered = self.renderer.render(event, unsubscribe_url=self.unsubscribe_url(event, brand))
         rewriter = self.rewriter(brand)
-        return brand, (rewriter.rewrite(rendered) if rewriter else rendered)
+        return rewriter.rewrite(rendered) if rewriter else rendered
 
-    def compose(
-        self,
-        event: Event,
-        *,
-        message_id: str | None = None,
-        date: datetime | None = None,
-        from_domain: str | None = None,
-    ) -> Composed:
-        brand, rendered = self.render(event)
-        outgoing = mime.build(
-            rendered,
-            brand,
-            message_id=message_id or mime.new_message_id(brand),
-            date=date,
-            from_domain=from_domain,
-        )
-        return Composed(event=event, brand=brand, rendered=rendered, outgoing=outgoing)
+    # --- helpers -------------------------------------------------------------------
 
     def warm_up(self) -> None:
         """Render every event once per brand and language, so that no request pays for
@@ -148,7 +183,5 @@ class Pipeline:
                         log.warning("warm-up: %s %s %s: %s", brand.id, name, lang, exc)
 
     def sample(self, name: str, brand_id: str, language: str | None = None) -> Event:
-        from .render import sample_event
-
         self.brands.get(brand_id)
         return sample_event(name, brand_id, language)

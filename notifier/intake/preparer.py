@@ -5,8 +5,11 @@ caller), which costs about half a millisecond of CPU per event, all in Python. O
 process uses one core, so a batch of a thousand events would leave the others idle;
 :class:`PoolPreparer` splits large batches over worker processes, each with its own
 :class:`~notifier.compose.pipeline.Pipeline` built from the same settings, and gathers the
-results in order. Only CPU work goes to the workers: storing stays in the caller's
-transaction, so durability and idempotency do not depend on them.
+results in order. Every item goes through the one compose sequence
+(:meth:`Pipeline.prepare`) and comes back as a lean :class:`NewMessage` — the outbox's
+row, without the rendered parts a worker process would otherwise pickle back. Only
+CPU work goes to the workers: storing stays in the caller's transaction, so
+durability and idempotency do not depend on them.
 
 Small lists (a single event, a small group commit) stay in-process, where a round trip
 to a worker would cost more than it saves. A worker that dies (killed, out of memory)
@@ -16,8 +19,8 @@ accepted event.
 
 Each item comes back as a prepared message or as the error that item raised (a
 :class:`~notifier.errors.NotifierError`, pickled by state), so the caller decides
-whether one bad item rejects a batch (``Outbox.accept_batch``) or only itself
-(``Outbox.accept_each``).
+whether one bad item rejects a batch (``Intake.accept_batch``) or only itself
+(``Intake.accept_each``).
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..compose.identity import event_domain, natural_key, request_hash
+from ..compose.pipeline import Composed, Pipeline
 from ..errors import NotifierError
+from ..outbox.model import NewMessage
 
 if TYPE_CHECKING:
-    from ..compose.pipeline import Pipeline
     from ..config import Settings
-    from ..outbox.base import OutboxConfig, _Prepared
 
-log = logging.getLogger("notifier.outbox")
+log = logging.getLogger("notifier.intake")
 
 #: lists shorter than this are prepared in-process
 POOL_MIN_ITEMS = 16
@@ -52,7 +56,7 @@ RETRY_SECONDS = 30.0
 
 
 class Preparer(Protocol):
-    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
+    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[NewMessage | NotifierError]:
         """One result per raw event, in order; ``locs`` prefix each item's error paths
         (``events[3]``), ``""`` for a lone event."""
         ...
@@ -64,20 +68,48 @@ class Preparer(Protocol):
     def close(self) -> None: ...
 
 
+def new_message(composed: Composed) -> NewMessage:
+    """A composed message → the row the outbox stores."""
+    event, sender, out = composed.event, composed.sender, composed.outgoing
+    domain = event_domain(event)
+    key = event.idempotency_key
+    return NewMessage(
+        brand=event.brand_id,
+        sender_brand=sender.brand.id,
+        sign_brand=sender.signer.id,
+        event=event.name,
+        mandatory=event.spec.mandatory,
+        domain=domain,
+        recipient=out.rcpt_to.lower(),
+        language=composed.rendered.language,
+        idempotency_key=key,
+        request_hash=request_hash(event),
+        dedupe_key=None if key else natural_key(event, domain),
+        message_id=out.message_id,
+        mail_from=out.mail_from,
+        rcpt_to=out.rcpt_to,
+        data=out.data,
+        data_sha256=out.sha256,
+        held=sender.held,
+        hold_reason=sender.reason if sender.held else None,
+        cancels=tuple(event.spec.cancels),
+    )
+
+
 class InlinePreparer:
-    """Validates and renders in the calling thread."""
+    """Validates and composes in the calling thread."""
 
-    def __init__(self, pipeline: Pipeline, config: OutboxConfig) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.config = config
 
-    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
-        from ..outbox.base import prepare_raw
-
-        return [
-            prepare_raw(self.pipeline, self.config, raw, loc)
-            for raw, loc in zip(raws, locs, strict=True)
-        ]
+    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[NewMessage | NotifierError]:
+        out: list[NewMessage | NotifierError] = []
+        for raw, loc in zip(raws, locs, strict=True):
+            try:
+                out.append(new_message(self.pipeline.prepare(raw, loc)))
+            except NotifierError as exc:
+                out.append(exc)
+        return out
 
     def start(self) -> list[int]:
         return []
@@ -99,7 +131,6 @@ class PoolPreparer:
     def __init__(
         self,
         settings: Settings,
-        config: OutboxConfig,
         processes: int,
         inline: InlinePreparer,
         *,
@@ -108,7 +139,6 @@ class PoolPreparer:
         if processes < 1:
             raise ValueError("processes must be at least 1")
         self.settings = settings
-        self.config = config
         self.processes = processes
         self.inline = inline
         self.min_items = min_items
@@ -124,7 +154,7 @@ class PoolPreparer:
                     self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(self.settings, self.config, self._warm_up),
+                    initargs=(self.settings, self._warm_up),
                 )
             return self._pool
 
@@ -147,14 +177,14 @@ class PoolPreparer:
         log.info("intake: %d worker processes (%s)", self.processes, ", ".join(map(str, pids)))
         return pids
 
-    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[_Prepared | NotifierError]:
+    def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[NewMessage | NotifierError]:
         if len(raws) < self.min_items or time.monotonic() < self._retry_at:
             return self.inline.prepare(raws, locs)
         size = max(CHUNK_MIN_ITEMS, -(-len(raws) // (self.processes * 2)))
         pool: ProcessPoolExecutor | None = None
         try:
             pool = self._executor()
-            futures: list[Future[list[_Prepared | NotifierError]]] = [
+            futures: list[Future[list[NewMessage | NotifierError]]] = [
                 pool.submit(_prepare_chunk, list(raws[i : i + size]), list(locs[i : i + size]))
                 for i in range(0, len(raws), size)
             ]
@@ -187,24 +217,22 @@ class PoolPreparer:
 _WORKER: InlinePreparer | None = None
 
 
-def _init_worker(settings: Settings, config: OutboxConfig, warm_up: bool) -> None:
+def _init_worker(settings: Settings, warm_up: bool) -> None:
     global _WORKER
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when
     # the pool stops (it shuts it down), the workers should not die mid-task first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ..compose.pipeline import Pipeline
-
     pipeline = Pipeline(settings)
     if warm_up:
         pipeline.warm_up()
-    _WORKER = InlinePreparer(pipeline, config)
+    _WORKER = InlinePreparer(pipeline)
 
 
 def _ping() -> int:
     return os.getpid()
 
 
-def _prepare_chunk(raws: list[Any], locs: list[str]) -> list[_Prepared | NotifierError]:
+def _prepare_chunk(raws: list[Any], locs: list[str]) -> list[NewMessage | NotifierError]:
     assert _WORKER is not None, "intake worker not initialised"
     return _WORKER.prepare(raws, locs)
 

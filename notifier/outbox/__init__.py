@@ -1,8 +1,8 @@
 """The durable outbox: SQLite embedded by default, PostgreSQL for several workers.
 
 >>> outbox = open_outbox(settings)            # sqlite:///var/notifier.db
->>> outbox.accept({"event": ..., "brand": ..., "recipient": {...}, "data": {...}})
-Accepted(id=1, status='queued', language='fi', duplicate=False, message_id='<…>')
+>>> outbox.store([new_message])               # prepared by notifier.intake
+[Accepted(id=1, status='queued', language='fi', duplicate=False, message_id='<…>')]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .base import (
+from .model import (
     Accepted,
     AttemptRecord,
     Claim,
@@ -18,43 +18,39 @@ from .base import (
     InvalidState,
     MessageNotFound,
     MessageRecord,
-    Outbox,
+    NewMessage,
     OutboxConfig,
     RawMessage,
     Status,
     Suppression,
 )
+from .store import Outbox
 
 if TYPE_CHECKING:
-    from ..compose.pipeline import Pipeline
     from ..config import Settings
 
 
 def open_outbox(
     settings: Settings,
-    pipeline: Pipeline | None = None,
     config: OutboxConfig | None = None,
     *,
     url: str | None = None,
     init: bool = True,
     **kwargs: Any,
 ) -> Outbox:
-    """The outbox for ``settings.database`` (or ``url``), schema created if missing."""
-    if pipeline is None:
-        from ..compose.pipeline import Pipeline
-
-        pipeline = Pipeline(settings)
-    config = config or OutboxConfig.from_env()
+    """The outbox for ``settings.database`` (or ``url``), schema created if missing;
+    ``config`` defaults to the settings' outbox slice."""
+    config = config or settings.outbox_config()
     url = url or settings.database
     outbox: Outbox
     if url.startswith("sqlite:"):
         from .sqlite import SQLiteOutbox, path_from_url
 
-        outbox = SQLiteOutbox(path_from_url(url), pipeline, config, **kwargs)
+        outbox = SQLiteOutbox(path_from_url(url), config, **kwargs)
     elif url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresOutbox
 
-        outbox = PostgresOutbox(url, pipeline, config, **kwargs)
+        outbox = PostgresOutbox(url, config, **kwargs)
     else:
         raise ConfigError(
             "database_url: use sqlite:///path/to/notifier.db or postgresql://user@host/db"
@@ -76,6 +72,7 @@ __all__ = [
     "InvalidState",
     "MessageNotFound",
     "MessageRecord",
+    "NewMessage",
     "Outbox",
     "OutboxConfig",
     "RawMessage",

@@ -15,15 +15,9 @@ import re
 from typing import Any
 
 from ..errors import StorageError
-from .base import (
-    _CANCELLABLE_LIST,
-    _CLAIM_COLUMNS,
-    _DUE_LIST,
-    _FINAL_LIST,
-    Cursor,
-    Outbox,
-    _backfill_counters,
-)
+from . import sql
+from .base import Cursor
+from .store import Outbox
 
 log = logging.getLogger("notifier.outbox")
 
@@ -110,15 +104,15 @@ SCHEMA = [
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_dedupe ON outbox_messages (dedupe_key) "
     "WHERE dedupe_key IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
-    f"WHERE status IN ({_DUE_LIST})",
+    f"WHERE status IN ({sql.DUE_LIST})",
     "CREATE INDEX IF NOT EXISTS outbox_sending ON outbox_messages (lease_expires_at) "
     "WHERE status = 'sending'",
     "CREATE INDEX IF NOT EXISTS outbox_pending_domain ON outbox_messages (brand, domain) "
-    f"WHERE status IN ({_CANCELLABLE_LIST})",
+    f"WHERE status IN ({sql.CANCELLABLE_LIST})",
     "CREATE INDEX IF NOT EXISTS outbox_held ON outbox_messages (sender_brand) "
     "WHERE status = 'held'",
     "CREATE INDEX IF NOT EXISTS outbox_finished ON outbox_messages (updated_at) "
-    f"WHERE status IN ({_FINAL_LIST})",
+    f"WHERE status IN ({sql.FINAL_LIST})",
     "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
     # counters kept as things happen (accepted, sent, failed, …, latency buckets), so
     # that monitoring reads a small table, not the whole history
@@ -129,7 +123,7 @@ SCHEMA = [
         value DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (brand, event, name)
     )""",
-    *_backfill_counters(),
+    *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
 ]
@@ -245,13 +239,13 @@ class PostgresOutbox(Outbox):
         if expired:
             where, order = "status = 'sending' AND lease_expires_at <= ?", "lease_expires_at"
         else:
-            where = f"status IN ({_DUE_LIST}) AND next_attempt_at <= ?"
+            where = f"status IN ({sql.DUE_LIST}) AND next_attempt_at <= ?"
             order = "next_attempt_at, id"
         return cur.execute(
             "WITH picked AS (SELECT id AS picked_id FROM outbox_messages "
             f"WHERE {where} ORDER BY {order} LIMIT ? FOR UPDATE SKIP LOCKED) "
             "UPDATE outbox_messages SET status = 'sending', lease_token = ?, "
             "lease_expires_at = ?, updated_at = ? FROM picked "
-            f"WHERE outbox_messages.id = picked.picked_id RETURNING {_CLAIM_COLUMNS}",
+            f"WHERE outbox_messages.id = picked.picked_id RETURNING {sql.CLAIM_COLUMNS}",
             [now, limit, worker, lease_until, now],
         ).fetchall()

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from .base import _CLAIM_COLUMNS, _DUE_LIST, Cursor, Outbox, _backfill_counters
+from . import sql
+from .base import Cursor
+from .store import Outbox
 
 log = logging.getLogger("notifier.outbox")
 
@@ -92,7 +94,7 @@ SCHEMA = [
     "WHERE dedupe_key IS NOT NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_message_id ON outbox_messages (message_id)",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
-    f"WHERE status IN ({_DUE_LIST})",
+    f"WHERE status IN ({sql.DUE_LIST})",
     # SQLite touches only the indexes whose columns an UPDATE changes: this one covers
     # cancellations and is never rewritten after insert. Few rows are 'sending' at a
     # time: leases are found through outbox_status.
@@ -108,7 +110,7 @@ SCHEMA = [
         value REAL NOT NULL,
         PRIMARY KEY (brand, event, name)
     )""",
-    *_backfill_counters(),
+    *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
 ]
@@ -198,13 +200,13 @@ class SQLiteOutbox(Outbox):
         if expired:
             where, order = "status = 'sending' AND lease_expires_at <= ?", "lease_expires_at"
         else:
-            where = f"status IN ({_DUE_LIST}) AND next_attempt_at <= ?"
+            where = f"status IN ({sql.DUE_LIST}) AND next_attempt_at <= ?"
             order = "next_attempt_at, id"
         # BEGIN IMMEDIATE holds the write lock: no other claim runs in between.
         return cur.execute(
             "UPDATE outbox_messages SET status = 'sending', lease_token = ?, "
             "lease_expires_at = ?, updated_at = ? "
             f"WHERE id IN (SELECT id FROM outbox_messages WHERE {where} ORDER BY {order} "
-            f"LIMIT ?) RETURNING {_CLAIM_COLUMNS}",
+            f"LIMIT ?) RETURNING {sql.CLAIM_COLUMNS}",
             [worker, lease_until, now, now, limit],
         ).fetchall()

@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import getaddresses
-from typing import Literal
 
 import dkim
 from cryptography.hazmat.primitives import hashes
@@ -216,18 +215,22 @@ class Signer:
 
     # public API -------------------------------------------------------------------
 
-    def sign(self, message: bytes, brand: Brand) -> bytes:
+    def sign(self, message: bytes, brand: Brand, *, check_alignment: bool = True) -> bytes:
         """Return ``message`` (newlines normalised to CRLF) with DKIM-Signature headers on top.
 
         ``rsa-sha256`` with the brand's active RSA selector always; ``ed25519-sha256`` as
         well when the brand has an active Ed25519 selector. ``d=`` is
-        ``brand.mail_domain``, which must align with the From domain. Sign last, after
-        every change to the message.
+        ``brand.mail_domain``, which must align with the From domain (unless
+        ``check_alignment`` is off: ``notifier render --sign`` checks a brand's key on a
+        message that goes out via the platform). Sign last, after every change.
         """
         message = normalise_newlines(message)
-        return b"".join(self.signature_headers(message, brand)) + message
+        headers = self.signature_headers(message, brand, check_alignment=check_alignment)
+        return b"".join(headers) + message
 
-    def signature_headers(self, message: bytes, brand: Brand) -> list[bytes]:
+    def signature_headers(
+        self, message: bytes, brand: Brand, *, check_alignment: bool = True
+    ) -> list[bytes]:
         """Just the ``DKIM-Signature: ...\\r\\n`` lines, RSA first; ``message`` must be CRLF."""
         rsa_sel = brand.active_selector("rsa")
         if rsa_sel is None:
@@ -236,7 +239,7 @@ class Signer:
         ed_sel = brand.active_selector("ed25519")
         if ed_sel is not None:
             keys.append(self._key(brand, ed_sel.name, "ed25519"))
-        prepared = self._prepare(message, brand)
+        prepared = self._prepare(message, brand, check_alignment)
         timestamp = int(self.clock())
         return [self._signature(prepared, key, brand.mail_domain, timestamp) for key in keys]
 
@@ -261,16 +264,16 @@ class Signer:
             )
         return key
 
-    def _prepare(self, message: bytes, brand: Brand) -> _Prepared:
+    def _prepare(self, message: bytes, brand: Brand, check_alignment: bool = True) -> _Prepared:
         try:
             headers, body = split_message(message)
         except dkim.MessageFormatError as exc:
             raise SigningError(f"message cannot be signed: {exc}") from exc
         domain = from_domain(headers)
-        if not aligned(domain, brand.mail_domain):
+        if check_alignment and not aligned(domain, brand.mail_domain):
             raise SigningError(
                 f"From domain {domain!r} does not align with d={brand.mail_domain} of brand "
-                f"{brand.id!r}; DMARC would fail (use choose_signing to pick the signer)"
+                f"{brand.id!r}; DMARC would fail (the sender decision picks the signer)"
             )
         body_hash = base64.b64encode(hashlib.sha256(canonicalize_body_relaxed(body)).digest())
         return _Prepared(
@@ -321,88 +324,3 @@ class Signer:
                 f"signing with selector {key.selector!r} failed: {type(exc).__name__}"
             ) from exc
         raise SigningError(f"unsupported key type for selector {key.selector!r}")
-
-
-# the unverified-DNS policy ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigningDecision:
-    """What the pipeline does with a brand's message before it is signed.
-
-    ``action == "hold"``: keep the message until the brand's DNS is verified. Otherwise
-    sign with ``signer`` (its key, ``d=signer.mail_domain``); the From address must be
-    in ``from_domain`` (``from_address`` is the signer's own From address, for
-    pipelines that do not keep the reseller's local part) with ``display_name``;
-    ``reply_to`` goes in Reply-To and ``envelope_domain`` is the bounce domain so SPF
-    aligns too.
-    """
-
-    action: Literal["sign", "hold"]
-    brand: Brand
-    signer: Brand | None
-    from_address: str | None
-    from_domain: str | None
-    display_name: str
-    reply_to: str | None
-    envelope_domain: str | None
-    reason: str
-
-    @property
-    def hold(self) -> bool:
-        return self.action == "hold"
-
-    @property
-    def via_platform(self) -> bool:
-        """Sent from the platform's domain on the reseller's behalf."""
-        return self.signer is not None and self.signer.id != self.brand.id
-
-
-def choose_signing(
-    brand: Brand, platform_brand: Brand, *, mandatory: bool = False
-) -> SigningDecision:
-    """Who signs a brand's message, depending on its DNS state and ``unverified_policy``.
-
-    A brand with verified DNS (or the platform itself) signs as itself. Otherwise its mail
-    would fail DMARC, so it goes out from the platform's sending domain with the
-    platform's key and the reseller's display name (replies still reach the reseller),
-    or is held when the brand chose ``"hold"`` — except mandatory notices, which never
-    wait.
-    """
-    display = brand.display_name
-    if brand.dns_verified or brand.platform or brand.id == platform_brand.id:
-        return SigningDecision(
-            action="sign",
-            brand=brand,
-            signer=brand,
-            from_address=brand.from_address,
-            from_domain=brand.from_address.rpartition("@")[2],
-            display_name=display,
-            reply_to=brand.reply_to,
-            envelope_domain=brand.envelope_domain,
-            reason="brand DNS verified" if brand.dns_verified else "platform brand",
-        )
-    if brand.unverified_policy == "platform" or mandatory:
-        why = "mandatory notice" if brand.unverified_policy == "hold" else "policy platform"
-        return SigningDecision(
-            action="sign",
-            brand=brand,
-            signer=platform_brand,
-            from_address=platform_brand.from_address,
-            from_domain=platform_brand.mail_domain,
-            display_name=display,
-            reply_to=brand.reply_to or brand.from_address,
-            envelope_domain=platform_brand.envelope_domain,
-            reason=f"brand DNS not verified; sent via platform domain ({why})",
-        )
-    return SigningDecision(
-        action="hold",
-        brand=brand,
-        signer=None,
-        from_address=None,
-        from_domain=None,
-        display_name=display,
-        reply_to=None,
-        envelope_domain=None,
-        reason="brand DNS not verified and unverified_policy is hold",
-    )

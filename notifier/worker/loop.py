@@ -39,21 +39,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..brands import BrandRegistry
+from ..delivery.policy import Decision, decide, expired
 from ..delivery.transport import AttemptResult, Envelope, Transport
 from ..errors import NotifierError, StorageError
-from ..outbox.base import (
-    Claim,
-    Decision,
-    Delivery,
-    Outbox,
-    Status,
-    decide,
-    dkim_identity,
-    expired,
-)
+from ..outbox import Claim, Delivery, Outbox, Status
+from ..signing.identity import dkim_identity
 
 if TYPE_CHECKING:
-    from ..brands import Brand, BrandRegistry
+    from ..brands import Brand
     from ..config import Settings
     from ..signing.dkim import Signer
 
@@ -63,7 +57,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """How one worker process paces itself."""
+    """How one worker process paces itself: the worker's slice of
+    :class:`notifier.config.Settings` (``settings.worker_config()``)."""
 
     #: messages leased per claim
     batch_size: int = 100
@@ -84,25 +79,6 @@ class WorkerConfig:
             raise NotifierError("worker: batch_size, concurrency and flush_size must be >= 1")
         if self.poll_interval <= 0 or self.flush_interval <= 0:
             raise NotifierError("worker: poll_interval and flush_interval must be positive")
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerConfig:
-        """``NOTIFIER_WORKER_BATCH``, ``NOTIFIER_WORKER_CONCURRENCY``,
-        ``NOTIFIER_WORKER_POLL`` (seconds); keyword arguments that are not None win."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        for key, name, kind in (
-            ("NOTIFIER_WORKER_BATCH", "batch_size", int),
-            ("NOTIFIER_WORKER_CONCURRENCY", "concurrency", int),
-            ("NOTIFIER_WORKER_POLL", "poll_interval", float),
-        ):
-            if key in env:
-                try:
-                    values[name] = kind(env[key])
-                except ValueError as exc:
-                    raise NotifierError(f"{key}: must be a number") from exc
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
 
 @dataclass
@@ -282,7 +258,7 @@ class Worker:
         signer: Signer,
         *,
         config: WorkerConfig | None = None,
-        brands: BrandRegistry | None = None,
+        brands: BrandRegistry,
         name: str | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
@@ -291,7 +267,7 @@ class Worker:
         self.transport = transport
         self.signer = signer
         self.config = config or WorkerConfig()
-        self.brands = brands or outbox.pipeline.brands
+        self.brands = brands
         self.name = name or worker_name()
         self.clock = clock or outbox.clock
         self.rng = rng or random.Random()
@@ -573,7 +549,13 @@ async def serve(
         if own_outbox:
             box.close()
         raise
-    worker = Worker(box, transport, make_signer(settings), config=config)
+    worker = Worker(
+        box,
+        transport,
+        make_signer(settings),
+        config=config or settings.worker_config(),
+        brands=BrandRegistry(settings.brands_dir, settings.platform_brand),
+    )
     loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -610,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         settings = Settings.load()
-        config = WorkerConfig.from_env(
+        config = settings.worker_config(
             batch_size=args.batch, concurrency=args.concurrency, poll_interval=args.poll
         )
         asyncio.run(serve(settings, config=config, smtp_url=args.smtp, until_idle=args.until_idle))

@@ -18,14 +18,14 @@ from notifier.api import create_app
 from notifier.api.metrics import HttpMetrics, Writer
 from notifier.api.preview import RateLimiter
 from notifier.api.session import Session, dump, load, session_key
-from notifier.api.store import OutboxStore, decode_cursor, encode_cursor
+from notifier.api.store import decode_cursor, encode_cursor, open_store
 from notifier.api.ui_text import choose, parse_accept_language
 from notifier.compose import unsubscribe as links
 from notifier.config import Settings
 from notifier.delivery.transport import AttemptResult
 from notifier.dns import checks as dnscheck
 from notifier.errors import StorageError, ValidationError
-from notifier.outbox import Delivery, OutboxConfig, Status, open_outbox
+from notifier.outbox import Delivery, OutboxConfig, Status
 from notifier.tokens import TokenStore, hash_token, token_id_of
 
 from .conftest import Tokens
@@ -320,7 +320,7 @@ def test_size_limit_follows_settings(tmp_path: Any) -> None:
 
 
 def test_503_when_the_database_is_locked_and_nothing_is_accepted(settings: Settings) -> None:
-    store = OutboxStore(lambda: open_outbox(settings, config=OutboxConfig(busy_timeout=0.05)))
+    store = open_store(settings, config=OutboxConfig(busy_timeout=0.05))
     app = create_app(settings, store=store)
     with TestClient(app) as c:
         secret = app.state.tokens.create(["admin"])[1]
@@ -432,7 +432,7 @@ def test_batch_of_a_thousand(client: TestClient, tokens: Tokens) -> None:
 def test_batch_rendered_in_worker_processes(settings: Settings) -> None:
     app = create_app(settings, outbox_config=OutboxConfig(intake_processes=2), warm_up=True)
     with TestClient(app) as c:
-        preparer = app.state.store.outbox.preparer
+        preparer = app.state.store.intake.preparer
         assert preparer._pool is not None  # started with the app (warm_up)
         h = {"Authorization": f"Bearer {app.state.tokens.create(['admin'])[1]}"}
         items = [event(key=f"p{i}", email=f"p{i}@example.fi") for i in range(200)]

@@ -7,7 +7,7 @@ brand's test address and finds it among the captured mail. Screenshots go to the
 test's tmp directory.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package;
-skipped without them unless ``NOTIFIER_REQUIRE_BROWSER=1`` (CI), where that fails.
+skipped without them unless ``NOTIFIER_TEST_REQUIRE_BROWSER=1`` (CI), where that fails.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from notifier.tokens import TokenStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-REQUIRED = os.environ.get("NOTIFIER_REQUIRE_BROWSER") == "1"
+REQUIRED = os.environ.get("NOTIFIER_TEST_REQUIRE_BROWSER") == "1"
 
 try:
     from selenium import webdriver

@@ -1,0 +1,213 @@
+"""The worker's side of the store: leases on due messages (claim, heartbeat, release)
+and recording outcomes only while the lease is still held."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from .base import StoreBase
+from .model import FINAL, LATENCY_BUCKETS, Claim, Delivery, Status, latency_counter
+
+log = logging.getLogger("notifier.outbox")
+
+
+class Leases(StoreBase):
+    def claim(self, worker: str, limit: int, lease: float | None = None) -> list[Claim]:
+        """Lease up to ``limit`` due messages to ``worker``: expired leases first (their
+        worker died; the attempt is recorded as interrupted), then the oldest due."""
+        now = self.clock()
+        until = now + (lease if lease is not None else self.config.lease)
+        with self.transaction() as cur:
+            rows = self._claim_rows(cur, worker, limit, now, until, expired=True)
+            if rows:
+                cur.many(
+                    "INSERT INTO outbox_attempts (message, at, worker, outcome, text, "
+                    "possible_duplicate) VALUES (?, ?, ?, 'transient', ?, ?)",
+                    [
+                        (
+                            r[0],
+                            now,
+                            worker,
+                            "interrupted: the worker holding the lease stopped; the message may "
+                            "have been delivered and is sent again with the same Message-ID",
+                            True,
+                        )
+                        for r in rows
+                    ],
+                )
+                cur.many(
+                    "UPDATE outbox_messages SET attempts = attempts + 1 WHERE id = ?",
+                    [(r[0],) for r in rows],
+                )
+                rows = [(*r[:10], int(r[10]) + 1, *r[11:]) for r in rows]
+                log.warning("reclaimed %d message(s) whose lease expired", len(rows))
+            if len(rows) < limit:
+                rows += self._claim_rows(cur, worker, limit - len(rows), now, until, False)
+        return [
+            Claim(
+                id=int(r[0]),
+                message_id=r[1],
+                brand=r[2],
+                sender_brand=r[3],
+                sign_brand=r[4],
+                event=r[5],
+                mandatory=bool(r[6]),
+                mail_from=r[7],
+                rcpt_to=r[8],
+                data=bytes(r[9]),
+                attempts=int(r[10]),
+                created_at=float(r[11]),
+                deadline=float(r[12]),
+                suppressed=bool(r[13]),
+            )
+            for r in rows
+        ]
+
+    def heartbeat(self, worker: str, lease: float | None = None) -> int:
+        """Extend the lease of every message ``worker`` holds; returns how many."""
+        now = self.clock()
+        until = now + (lease if lease is not None else self.config.lease)
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE outbox_messages SET lease_expires_at = ? "
+                "WHERE lease_token = ? AND status = 'sending'",
+                [until, worker],
+            )
+            return cur.rowcount
+
+    def complete(self, worker: str, deliveries: Sequence[Delivery]) -> list[int]:
+        """Record outcomes in one transaction. A message whose lease ``worker`` no longer
+        holds keeps its state (another worker owns it); its attempt is still recorded.
+        Returns the ids whose lease was lost."""
+        if not deliveries:
+            return []
+        now = self.clock()
+        with self.transaction() as cur:
+            updated = cur.many_returning(
+                "UPDATE outbox_messages SET status = ?, reason = ?, next_attempt_at = ?, "
+                "attempts = attempts + ?, sent_at = ?, updated_at = ?, lease_token = NULL, "
+                "lease_expires_at = NULL, "
+                "dkim_domain = CASE WHEN ? THEN ? ELSE dkim_domain END, "
+                "dkim_selector = CASE WHEN ? THEN ? ELSE dkim_selector END, "
+                "sent_sha256 = CASE WHEN ? THEN ? ELSE sent_sha256 END, "
+                "possible_duplicate = (possible_duplicate OR ?) "
+                "WHERE id = ? AND lease_token = ? AND status = 'sending' "
+                "RETURNING id, brand, event, created_at",
+                [
+                    (
+                        str(d.status),
+                        d.reason,
+                        d.next_attempt_at,
+                        1 if d.attempt is not None else 0,
+                        now if d.status == Status.SENT else None,
+                        now,
+                        d.signed,
+                        d.dkim_domain,
+                        d.signed,
+                        d.dkim_selector,
+                        d.signed,
+                        d.sent_sha256,
+                        bool(d.attempt and d.attempt.possible_duplicate),
+                        d.id,
+                        worker,
+                    )
+                    for d in deliveries
+                ],
+            )
+            lost = [d.id for d, rows in zip(deliveries, updated, strict=True) if not rows]
+            counts: dict[tuple[str, str, str], float] = defaultdict(float)
+            for d, rows in zip(deliveries, updated, strict=True):
+                if not rows or d.status not in FINAL:
+                    continue
+                _, brand, event, created_at = rows[0]
+                counts[(brand, event, str(d.status))] += 1
+                if d.status == Status.SENT:
+                    latency = max(0.0, now - float(created_at))
+                    counts[(brand, event, "latency_sum")] += latency
+                    for bound in LATENCY_BUCKETS:
+                        if latency <= bound:
+                            counts[(brand, event, latency_counter(bound))] += 1
+            cur.many(
+                "INSERT INTO outbox_attempts (message, at, worker, outcome, host, code, "
+                "enhanced, text, possible_duplicate, sha256, signed_head, signed_full) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        d.id,
+                        d.attempt.at.timestamp(),
+                        worker,
+                        d.attempt.outcome,
+                        d.attempt.host,
+                        d.attempt.code,
+                        d.attempt.enhanced,
+                        d.attempt.text[:2000],
+                        d.attempt.possible_duplicate,
+                        d.sent_sha256,
+                        d.signed_head,
+                        d.signed_full,
+                    )
+                    for d in deliveries
+                    if d.attempt is not None
+                ],
+            )
+            self._add_suppressions(
+                cur,
+                [
+                    (
+                        d.brand,
+                        d.rcpt_to.lower(),
+                        d.reason or "no such user",
+                        d.attempt.code if d.attempt else None,
+                        d.attempt.enhanced if d.attempt else None,
+                        d.id,
+                        now,
+                    )
+                    for d in deliveries
+                    if d.suppress and d.rcpt_to
+                ],
+            )
+            self._count(cur, counts)
+        if lost:
+            log.warning("worker %s lost the lease of %d message(s): %s", worker, len(lost), lost)
+        return lost
+
+    def release(self, worker: str, ids: Sequence[int] | None = None) -> int:
+        """Give back messages ``worker`` holds but did not attempt (SIGTERM)."""
+        now = self.clock()
+        statement = (
+            "UPDATE outbox_messages SET status = CASE WHEN attempts = 0 THEN 'queued' "
+            "ELSE 'deferred' END, lease_token = NULL, lease_expires_at = NULL, updated_at = ? "
+            "WHERE lease_token = ? AND status = 'sending'"
+        )
+        with self.transaction() as cur:
+            if ids is None:
+                cur.execute(statement, [now, worker])
+                return cur.rowcount
+            if not ids:
+                return 0
+            total = 0
+            for i in range(0, len(ids), 400):
+                chunk = list(ids[i : i + 400])
+                marks = ", ".join("?" for _ in chunk)
+                cur.execute(f"{statement} AND id IN ({marks})", [now, worker, *chunk])
+                total += cur.rowcount
+            return total
+
+    def release_held(self, brand_ids: Iterable[str]) -> int:
+        """Queue the held messages of brands whose DNS is now verified. Their lifetime
+        starts again: holding was the brand's choice, not a delivery failure."""
+        brand_ids = sorted(set(brand_ids))
+        if not brand_ids:
+            return 0
+        now = self.clock()
+        marks = ", ".join("?" for _ in brand_ids)
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE outbox_messages SET status = 'queued', reason = NULL, "
+                "next_attempt_at = ?, deadline = ? + (deadline - created_at), updated_at = ? "
+                f"WHERE status = 'held' AND sender_brand IN ({marks})",
+                [now, now, now, *brand_ids],
+            )
+            return cur.rowcount
