@@ -199,6 +199,7 @@ def templates_check(
 
 def _mount() -> None:
     """Sub-commands that live beside the modules they drive (DKIM, DNS, queue, API)."""
+    from . import config as cli_config
     from . import queue as cli_queue
     from . import serve as cli_api
     from .dkim import dkim_app, dns_app
@@ -207,6 +208,7 @@ def _mount() -> None:
     app.add_typer(dns_app, name="dns")
     cli_queue.register(app)
     cli_api.register(app)
+    cli_config.register(app)
 
 
 _mount()

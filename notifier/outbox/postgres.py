@@ -103,6 +103,8 @@ SCHEMA = [
     "ON outbox_messages (brand, idempotency_key) WHERE idempotency_key IS NOT NULL",
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_dedupe ON outbox_messages (dedupe_key) "
     "WHERE dedupe_key IS NOT NULL",
+    # the insert path maps RETURNING rows back by Message-ID: it must be unique
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_message_id ON outbox_messages (message_id)",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
     f"WHERE status IN ({sql.DUE_LIST})",
     "CREATE INDEX IF NOT EXISTS outbox_sending ON outbox_messages (lease_expires_at) "

@@ -79,61 +79,43 @@ class Queries(StoreBase):
     # --- reading -----------------------------------------------------------------------
 
     def get(self, message: int) -> MessageRecord:
+        records = self._page("m.id = ?", [message], 1)
+        if not records:
+            raise MessageNotFound(f"no message {message}")
+        return records[0]
+
+    def _page(self, where: str, params: list[Any], limit: int) -> list[MessageRecord]:
+        """Messages matching ``where`` (on ``m``), newest first, with their attempts:
+        one statement, so one snapshot on either database."""
+        columns = ", ".join(f"m.{c.strip()}" for c in sql.MESSAGE_COLUMNS.split(","))
+        statement = (
+            f"SELECT {columns}, a.at, a.worker, a.outcome, a.host, a.code, a.enhanced, "
+            "a.text, a.possible_duplicate, a.sha256 "
+            f"FROM (SELECT * FROM outbox_messages m WHERE {where} ORDER BY m.id DESC LIMIT ?) m "
+            "LEFT JOIN outbox_attempts a ON a.message = m.id ORDER BY m.id DESC, a.id"
+        )
         with self.transaction(write=False) as cur:
-            row = cur.execute(
-                f"SELECT {sql.MESSAGE_COLUMNS} FROM outbox_messages WHERE id = ?", [message]
-            ).fetchone()
-            if row is None:
-                raise MessageNotFound(f"no message {message}")
-            attempts = cur.execute(
-                "SELECT at, worker, outcome, host, code, enhanced, text, possible_duplicate, "
-                "sha256 FROM outbox_attempts WHERE message = ? ORDER BY id",
-                [message],
-            ).fetchall()
-        log_ = tuple(
-            AttemptRecord(
-                at=datetime.fromtimestamp(a[0], UTC),
-                worker=a[1],
-                outcome=a[2],
-                host=a[3],
-                code=a[4],
-                enhanced=a[5],
-                text=a[6] or "",
-                possible_duplicate=bool(a[7]),
-                sha256=a[8],
-            )
-            for a in attempts
-        )
-        return MessageRecord(
-            id=int(row[0]),
-            brand=row[1],
-            sender_brand=row[2],
-            sign_brand=row[3],
-            event=row[4],
-            mandatory=bool(row[5]),
-            domain=row[6],
-            recipient=row[7],
-            language=row[8],
-            status=Status(row[9]),
-            reason=row[10],
-            idempotency_key=row[11],
-            message_id=row[12],
-            mail_from=row[13],
-            rcpt_to=row[14],
-            data_sha256=row[15],
-            attempts=int(row[16]),
-            created_at=_dt(row[17]),  # type: ignore[arg-type]
-            updated_at=_dt(row[18]),  # type: ignore[arg-type]
-            next_attempt_at=_dt(row[19]),
-            deadline=_dt(row[20]),  # type: ignore[arg-type]
-            sent_at=_dt(row[21]),
-            lease_expires_at=_dt(row[22]),
-            dkim_domain=row[23],
-            dkim_selector=row[24],
-            sent_sha256=row[25],
-            possible_duplicate=bool(row[26]),
-            attempt_log=log_,
-        )
+            rows = cur.execute(statement, [*params, limit]).fetchall()
+        width = len(sql.MESSAGE_COLUMNS.split(","))
+        grouped: dict[int, tuple[tuple[Any, ...], list[AttemptRecord]]] = {}
+        for row in rows:
+            head, a = row[:width], row[width:]
+            entry = grouped.setdefault(int(head[0]), (head, []))
+            if a[0] is not None:
+                entry[1].append(
+                    AttemptRecord(
+                        at=datetime.fromtimestamp(a[0], UTC),
+                        worker=a[1],
+                        outcome=a[2],
+                        host=a[3],
+                        code=a[4],
+                        enhanced=a[5],
+                        text=a[6] or "",
+                        possible_duplicate=bool(a[7]),
+                        sha256=a[8],
+                    )
+                )
+        return [_record(head, tuple(log_)) for head, log_ in grouped.values()]
 
     def raw(self, message: int) -> RawMessage:
         """The message as last sent (signed; each attempt keeps its own DKIM header),
@@ -225,28 +207,12 @@ class Queries(StoreBase):
             ("recipient", recipient.lower() if recipient else None),
         ):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"m.{column} = ?")
                 params.append(value)
         if before is not None:
-            where.append("id < ?")
+            where.append("m.id < ?")
             params.append(before)
-        statement = "SELECT id FROM outbox_messages"
-        if where:
-            statement += " WHERE " + " AND ".join(where)
-        with self.transaction(write=False) as cur:
-            ids = [
-                int(r[0])
-                for r in cur.execute(
-                    statement + " ORDER BY id DESC LIMIT ?", [*params, limit]
-                ).fetchall()
-            ]
-        records = []
-        for i in ids:
-            try:
-                records.append(self.get(i))
-            except MessageNotFound:  # purged meanwhile
-                continue
-        return records
+        return self._page(" AND ".join(where) or "1 = 1", params, limit)
 
     def metrics(self) -> Metrics:
         """Counters and waiting messages for monitoring: small reads (the counters table,
@@ -333,3 +299,36 @@ class Queries(StoreBase):
                 ):
                     cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
             total += len(ids)
+
+
+def _record(row: tuple[Any, ...], attempt_log: tuple[AttemptRecord, ...]) -> MessageRecord:
+    return MessageRecord(
+        id=int(row[0]),
+        brand=row[1],
+        sender_brand=row[2],
+        sign_brand=row[3],
+        event=row[4],
+        mandatory=bool(row[5]),
+        domain=row[6],
+        recipient=row[7],
+        language=row[8],
+        status=Status(row[9]),
+        reason=row[10],
+        idempotency_key=row[11],
+        message_id=row[12],
+        mail_from=row[13],
+        rcpt_to=row[14],
+        data_sha256=row[15],
+        attempts=int(row[16]),
+        created_at=_dt(row[17]),  # type: ignore[arg-type]
+        updated_at=_dt(row[18]),  # type: ignore[arg-type]
+        next_attempt_at=_dt(row[19]),
+        deadline=_dt(row[20]),  # type: ignore[arg-type]
+        sent_at=_dt(row[21]),
+        lease_expires_at=_dt(row[22]),
+        dkim_domain=row[23],
+        dkim_selector=row[24],
+        sent_sha256=row[25],
+        possible_duplicate=bool(row[26]),
+        attempt_log=attempt_log,
+    )

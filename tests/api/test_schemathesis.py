@@ -31,7 +31,7 @@ TOKENS = {
     "acme": APP.state.tokens.create(["events:write", "messages:read"], brand="acme")[1],
 }
 for _brand in ("acme", "kustwebb"):  # something for the message endpoints to find
-    APP.state.store.outbox.accept(
+    APP.state.store.intake.accept(
         {
             "event": "domain.renewal_reminder",
             "brand": _brand,
