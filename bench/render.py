@@ -40,10 +40,10 @@ def naive(pipeline: Pipeline, evs: list, n: int, cache_env: bool = False) -> flo
     """``cache_env=False``: a fresh Environment (the template chain compiled) per
     message — the naive path. ``cache_env=True``: environments kept, so only
     EmailMessage and str.replace differ from ours — printed for reference."""
-    from notifier.compose.render import (
-        _FILTERS,
-        _MODE_HELPERS,
-        _Memo,
+    from notifier.compose.render.helpers import (
+        FILTERS,
+        MODE_HELPERS,
+        Memo,
         g_plural,
         html_paragraphs,
         text_paragraphs,
@@ -69,9 +69,9 @@ def naive(pipeline: Pipeline, evs: list, n: int, cache_env: bool = False) -> flo
                     trim_blocks=True,
                     lstrip_blocks=True,
                 )
-                env.filters.update(_FILTERS)
+                env.filters.update(FILTERS)
                 env.filters["paragraphs"] = html_paragraphs if mode == "html" else text_paragraphs
-                env.globals.update(_MODE_HELPERS[mode])
+                env.globals.update(MODE_HELPERS[mode])
                 env.globals["plural"] = g_plural
                 env.globals["subject_end"] = ""
             data = ev.data
@@ -88,7 +88,7 @@ def naive(pipeline: Pipeline, evs: list, n: int, cache_env: bool = False) -> flo
                 layout=f"{lang}/layout.jinja",
                 base=f"_shared/layout.{mode}.jinja",
                 subject=parts.get("subject", ""),
-                _memo=_Memo(formatter(lang, brand.timezone)),
+                _memo=Memo(formatter(lang, brand.timezone)),
             )
             tmpl = env.get_template(f"{lang}/{ev.name}.jinja")
             parts[mode] = tmpl.render(vars_)

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from notifier import events
+from notifier.api.v1 import catalog_document
 from notifier.cli import app
 
 runner = CliRunner()
@@ -20,11 +21,15 @@ def test_events_table_and_json() -> None:
     out = runner.invoke(app, ["events"])
     assert out.exit_code == 0
     assert "domain.renewal_reminder" in out.stdout and "mandatory" in out.stdout
-    data = json.loads(runner.invoke(app, ["events", "--json"]).stdout)
+    doc = json.loads(runner.invoke(app, ["events", "--json"]).stdout)
+    data = doc["events"]
     assert {e["name"] for e in data} == set(events.CATALOG)
     reminder = next(e for e in data if e["name"] == "domain.renewal_reminder")
     assert reminder["audience"] == "registrant" and reminder["mandatory"] is True
-    assert reminder["fields"]["days_left"]["required"] is True
+    assert "days_left" in reminder["schema"]["required"]
+    # JSON Schema, the very document GET /v1/events/catalog serves
+    assert reminder["schema"]["properties"]["days_left"]["type"] == "integer"
+    assert doc == json.loads(catalog_document())
 
 
 def test_brands_json() -> None:

@@ -269,20 +269,8 @@ async def get_catalog(request: Request, token: Annotated[Token, Depends(require(
 
 
 def catalog_document() -> bytes:
-    events = []
-    for spec in catalog.CATALOG.values():
-        events.append(
-            {
-                "name": spec.name,
-                "audience": spec.audience,
-                "mandatory": spec.mandatory,
-                "summary": spec.summary,
-                "brief": spec.brief,
-                "schema": spec.json_schema(),
-                "sample": dict(spec.sample),
-            }
-        )
-    return json.dumps({"events": events}, ensure_ascii=False, default=str).encode()
+    """The catalog document (the same the CLI's ``events --json`` prints), encoded once."""
+    return json.dumps(catalog.catalog_document(), ensure_ascii=False, default=str).encode()
 
 
 # --- messages -------------------------------------------------------------------------

@@ -59,12 +59,11 @@ def _report(exc: NotifierError) -> NoReturn:
 def events_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """List the event catalog: audience, mandatory, fields."""
+    """List the event catalog: audience, mandatory, summary (--json: with JSON Schemas)."""
     specs = list(catalog.CATALOG.values())
     if as_json:
-        typer.echo(
-            json.dumps([s.describe() for s in specs], indent=2, ensure_ascii=False, default=str)
-        )
+        doc = catalog.catalog_document()
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
         return
     width = max(len(s.name) for s in specs)
     for s in specs:

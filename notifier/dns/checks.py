@@ -22,8 +22,8 @@ import dns.resolver
 from ..brands import Brand
 from ..config import Settings
 from ..errors import DNSCheckError, KeyStoreError
-from ..signing.dkim import aligned, organisational_domain
 from ..signing.keys import KeyStore
+from .alignment import aligned, organisational_domain
 
 Status = Literal["ok", "fail", "unknown"]
 
@@ -344,7 +344,7 @@ def _check_dmarc(brand: Brand, q: _Lookup) -> tuple[Check, dict[str, str]]:
     from_domain = brand.from_address.rpartition("@")[2]
     org = organisational_domain(from_domain)
     title = "DMARC"
-    candidates = [from_domain] if from_domain == org else [from_domain, org]
+    candidates = [from_domain] if aligned(from_domain, org, strict=True) else [from_domain, org]
     name = f"_dmarc.{org}"
     for domain in candidates:
         name = f"_dmarc.{domain}"

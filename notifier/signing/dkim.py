@@ -38,6 +38,7 @@ from dkim.canonicalization import (
 )
 
 from ..brands import Brand
+from ..dns.alignment import aligned
 from ..errors import SigningError
 from .keys import DKIMKey, KeyStore
 
@@ -110,24 +111,6 @@ def canonicalize_body_relaxed(body: bytes) -> bytes:
         body = _WSP_RUNS.sub(b" ", body)
     result: bytes = correct_empty_body(strip_trailing_lines(body))
     return result
-
-
-def organisational_domain(domain: str) -> str:
-    """DMARC organisational domain by the simple rule: the last two labels.
-
-    Right for the registries notifier serves (.fi, .se, .no, .dk, .com ...); a domain
-    under a multi-label public suffix (``example.co.uk``) would need the PSL.
-    """
-    labels = domain.lower().rstrip(".").split(".")
-    return ".".join(labels[-2:])
-
-
-def aligned(a: str, b: str, strict: bool = False) -> bool:
-    """DMARC identifier alignment (RFC 7489 §3.1): relaxed compares organisational domains."""
-    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
-    if strict:
-        return a == b
-    return organisational_domain(a) == organisational_domain(b)
 
 
 def from_domain(headers: Sequence[Sequence[bytes]]) -> str:

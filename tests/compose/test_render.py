@@ -11,14 +11,9 @@ import pytest
 from notifier import events
 from notifier.brands import BrandRegistry
 from notifier.compose.pipeline import Pipeline
-from notifier.compose.render import (
-    Renderer,
-    _BoundedSandbox,
-    _collapse_spaces,
-    html_paragraphs,
-    sample_event,
-    text_paragraphs,
-)
+from notifier.compose.render import Renderer, sample_event
+from notifier.compose.render.helpers import _collapse_spaces, html_paragraphs, text_paragraphs
+from notifier.compose.render.sandbox import BoundedSandbox
 from notifier.config import PROJECT_ROOT, Secret, Settings
 from notifier.errors import RenderError, TemplateNotFound
 
@@ -125,7 +120,7 @@ def test_collapse_spaces_matches_the_regex_it_replaces() -> None:
 
 
 def test_sandbox_attribute_verdicts_stay_the_same_when_remembered() -> None:
-    env = _BoundedSandbox()
+    env = BoundedSandbox()
 
     def gen() -> Generator[int, None, None]:
         yield 1

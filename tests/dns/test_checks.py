@@ -342,6 +342,25 @@ def test_misaligned_sending_domain_fails_alignment(world: World) -> None:
     assert checks["dkim:s1"].status == "unknown"
 
 
+def test_neighbour_under_a_public_suffix_fails_alignment(world: World) -> None:
+    # org.se is a public suffix (PSL): evil.org.se is not firma.org.se's organisation
+    brand = world.brand("good").model_copy(
+        update={
+            "from_address": "info@firma.org.se",
+            "sending_domain": "bounce.evil.org.se",
+            "bounce_domain": "bounce.firma.org.se",
+        }
+    )
+    checks = by_id(
+        check_brand(brand, world.settings, world.store, nameserver=world.nameserver, timeout=3)
+    )
+    assert checks["align:dkim"].status == "fail"
+    assert checks["align:dkim"].expected == (
+        "sending_domain in brands/good.toml: firma.org.se or below"
+    )
+    assert checks["align:spf"].status == "ok"  # bounce.firma.org.se: relaxed
+
+
 def test_inactive_selector_is_reported_but_not_required(world: World) -> None:
     brand = world.brand("nodkim")
     pending = brand.model_copy(

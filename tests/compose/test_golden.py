@@ -1,6 +1,6 @@
 """Golden .eml files: the exact bytes for a few cases, time and Message-ID frozen.
 
-Regenerate after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_golden.py``
+Regenerate after an intended change with ``UPDATE_GOLDEN=1 pytest tests/compose/test_golden.py``
 and review the diff like any other code change.
 
 The brands' own cases are rendered with their DNS verified (mail from the reseller's

@@ -404,6 +404,32 @@ def test_subdomain_from_aligns_with_organisational_d(
     assert dkim.verify(signed, dnsfunc=dns)
 
 
+def test_a_neighbour_under_a_public_suffix_does_not_align(
+    store: KeyStore, signer: Signer, dns: FakeDNS
+) -> None:
+    # org.se is a public suffix: evil.org.se and firma.org.se are different organisations
+    evil = make_brand(
+        id="firma",
+        from_address="info@firma.org.se",
+        sending_domain="bounce.evil.org.se",
+        dkim=[{"name": "f1", "active": True}],
+    )
+    store.generate(evil, "f1")
+    with pytest.raises(SigningError, match="does not align"):
+        signer.sign(build_message(sender="Firma <info@firma.org.se>"), evil)
+    own = make_brand(
+        id="firma",
+        from_address="info@firma.org.se",
+        sending_domain="mail.firma.org.se",
+        dkim=[{"name": "f1", "active": True}],
+    )
+    record = store.record(own, "f1")
+    dns.publish(record.name, record.value)
+    signed = signer.sign(build_message(sender="Firma <info@firma.org.se>"), own)
+    assert signatures(signed)[0][b"d"] == b"mail.firma.org.se"
+    assert dkim.verify(signed, dnsfunc=dns)
+
+
 def test_missing_selector_or_key(signer: Signer) -> None:
     with pytest.raises(SigningError, match="no active RSA"):
         signer.sign(build_message(), make_brand(id="nokey", dkim=[]))

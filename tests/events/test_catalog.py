@@ -58,7 +58,7 @@ def test_sample_data_validates(name: str) -> None:
     assert isinstance(data, spec.model)
     assert spec.audience == ("reseller" if name.startswith("reseller.") else "registrant")
     described = spec.describe()
-    assert described["fields"] and described["sample"] == dict(spec.sample)
+    assert described["schema"]["properties"] and described["sample"] == dict(spec.sample)
 
 
 def test_mandatory_notices_are_marked() -> None:
@@ -139,3 +139,13 @@ def test_order_placed_client_copy_goes_out_in_the_reseller_brand() -> None:
     client = events.validate_data(spec.name, {**spec.sample, "copy_for": "client"})
     assert spec.audience_of(client) == "registrant"
     assert spec.audience_of(events.sample(spec.name)) == "reseller"
+
+
+def test_catalog_document_gives_json_schema_for_every_event() -> None:
+    doc = events.catalog_document()
+    assert [e["name"] for e in doc["events"]] == list(events.CATALOG)
+    reminder = next(e for e in doc["events"] if e["name"] == "domain.renewal_reminder")
+    assert reminder["schema"]["title"] == "domain.renewal_reminder"
+    assert reminder["schema"]["properties"]["days_left"]["type"] == "integer"
+    assert "days_left" in reminder["schema"]["required"]
+    assert reminder["brief"] == events.get("domain.renewal_reminder").brief

@@ -1,0 +1,252 @@
+"""Rendering: a validated event, a brand and a language → subject, text and HTML.
+
+Templates live in ``templates/<lang>/<event>.jinja``: three blocks (``subject``,
+optional ``preheader``, ``body``) over the language's ``layout.jinja``, which itself
+extends a shared HTML or text skeleton. The body is written once, as paragraphs
+separated by blank lines, with helpers (:mod:`.helpers`) that draw themselves as
+mail-safe HTML or as plain text; so the HTML and text parts always say the same thing.
+
+A message whose template chain includes a brand override (``brands/<id>/templates/
+<lang>/<event>.jinja``, or the brand's layout) renders in the bounded sandbox
+(:mod:`.sandbox`); the brand's other events use the stock templates in the ordinary
+environment, so reseller code is always sandboxed and stock code does not pay for the
+sandbox. Undefined variables are errors everywhere (``StrictUndefined``). Templates are
+compiled once per environment and cached.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ... import events as catalog
+from ...brands import Brand, BrandRegistry
+from ...errors import RenderError, TemplateNotFound
+from ...events import EventData, EventSpec
+from ...i18n import formatter
+from .helpers import (
+    FILTERS,
+    MODE_HELPERS,
+    SUBJECT_END,
+    Memo,
+    g_plural,
+    html_paragraphs,
+    text_paragraphs,
+    tidy,
+)
+from .sandbox import (
+    BUDGET,
+    MAX_OUTPUT_CHARS,
+    MAX_RENDER_SECONDS,
+    BoundedSandbox,
+    Budget,
+    Environment,
+    install_guards,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    email: str
+    name: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event: what the intake accepted."""
+
+    name: str
+    spec: EventSpec
+    brand_id: str
+    recipient: Recipient
+    data: EventData
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What a template produced for one event, brand and language."""
+
+    event: str
+    brand_id: str  # the brand the mail is sent in
+    account_id: str  # the brand (reseller) the event belongs to
+    language: str
+    mandatory: bool
+    recipient: Recipient
+    subject: str
+    text: str
+    html: str
+    unsubscribe_url: str | None = None
+
+
+# --- helpers the templates call ----------------------------------------------------
+
+
+def make_env(search_path: list[Path], mode: str, sandboxed: bool) -> jinja2.Environment:
+    cls: type[jinja2.Environment] = BoundedSandbox if sandboxed else Environment
+    env = cls(
+        loader=jinja2.FileSystemLoader([str(p) for p in search_path], encoding="utf-8"),
+        autoescape=(mode == "html"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        auto_reload=False,
+        cache_size=-1,
+    )
+    env.filters.update(FILTERS)
+    env.filters["paragraphs"] = html_paragraphs if mode == "html" else text_paragraphs
+    env.globals.update(MODE_HELPERS[mode])
+    env.globals["plural"] = g_plural
+    env.globals["mode"] = mode
+    env.globals["subject_end"] = SUBJECT_END
+    if sandboxed:
+        install_guards(env)
+    return env
+
+
+class Renderer:
+    """Renders events in a brand and language; owns the compiled-template caches."""
+
+    def __init__(self, templates_dir: Path, brands: BrandRegistry) -> None:
+        self.templates_dir = templates_dir
+        self.brands = brands
+        self._envs: dict[tuple[str | None, str], jinja2.Environment] = {}
+        self._override_hits: dict[tuple[str, str, str], bool] = {}
+
+    def _overridden(self, brand: Brand, lang: str, event: str) -> bool:
+        """Does any template in this message's chain come from the brand?"""
+        key = (brand.id, lang, event)
+        hit = self._override_hits.get(key)
+        if hit is None:
+            override = self.brands.override_dir(brand.id)
+            names = (
+                f"{lang}/{event}.jinja",
+                f"{lang}/layout.jinja",
+                "_shared/layout.html.jinja",
+                "_shared/layout.text.jinja",
+            )
+            hit = override is not None and any((override / n).is_file() for n in names)
+            self._override_hits[key] = hit
+        return hit
+
+    def _env(self, brand: Brand, mode: str, sandboxed: bool) -> jinja2.Environment:
+        key = (brand.id if sandboxed else None, mode)
+        env = self._envs.get(key)
+        if env is None:
+            override = self.brands.override_dir(brand.id)
+            path = (
+                [override, self.templates_dir] if sandboxed and override else [self.templates_dir]
+            )
+            env = self._envs[key] = make_env(path, mode, sandboxed=sandboxed)
+        return env
+
+    def sending_brand(self, spec: EventSpec, data: EventData, account: Brand) -> Brand:
+        if spec.audience_of(data) == "reseller":
+            return self.brands.platform
+        return account
+
+    def template_name(self, lang: str, event: str) -> str:
+        return f"{lang}/{event}.jinja"
+
+    def render(self, event: Event, unsubscribe_url: str | None = None) -> Rendered:
+        account = self.brands.get(event.brand_id)
+        brand = self.sending_brand(event.spec, event.data, account)
+        lang = brand.choose_language(event.recipient.language)
+        data = event.data
+        ctx: dict[str, Any] = {name: getattr(data, name) for name in type(data).model_fields}
+        ctx.update(
+            data=data,
+            event=event.name,
+            brand=brand,
+            account=account,
+            recipient=event.recipient,
+            lang=lang,
+            mandatory=event.spec.mandatory,
+            unsubscribe_url=unsubscribe_url,
+            layout=f"{lang}/layout.jinja",
+            _memo=Memo(formatter(lang, brand.timezone)),
+        )
+        sandboxed = self._overridden(brand, lang, event.name)
+        name = self.template_name(lang, event.name)
+        token = BUDGET.set(Budget()) if sandboxed else None
+        try:
+            text_env = self._env(brand, "text", sandboxed)
+            text_tmpl = text_env.get_template(name)
+            out = self._run(text_tmpl, {**ctx, "base": "_shared/layout.text.jinja"}, sandboxed)
+            raw_subject, found, text = out.partition(SUBJECT_END)
+            if not found:  # a brand's own text skeleton without the subject line
+                text = raw_subject
+                raw_subject = "".join(text_tmpl.blocks["subject"](text_tmpl.new_context(ctx)))
+            subject = " ".join(raw_subject.split())
+            text = tidy(text)
+            html_tmpl = self._env(brand, "html", sandboxed).get_template(name)
+            html_ctx = {**ctx, "base": "_shared/layout.html.jinja", "subject": subject}
+            html = self._run(html_tmpl, html_ctx, sandboxed)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateNotFound(f"{brand.id}: template {exc.name} not found") from exc
+        except KeyError as exc:
+            raise RenderError(f"{brand.id}: {name}: missing block {exc}") from exc
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"{brand.id}: {name}: {exc.message}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{brand.id}: {exc.filename}:{exc.lineno}: {exc.message}") from exc
+        except jinja2.exceptions.SecurityError as exc:
+            raise RenderError(f"{brand.id}: {name}: not allowed in a template: {exc}") from exc
+        except RenderError:
+            raise
+        except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
+            raise RenderError(f"{brand.id}: {name}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if token is not None:
+                BUDGET.reset(token)
+        if not subject:
+            raise RenderError(f"{brand.id}: {name}: empty subject")
+        return Rendered(
+            event=event.name,
+            brand_id=brand.id,
+            account_id=account.id,
+            language=lang,
+            mandatory=event.spec.mandatory,
+            recipient=event.recipient,
+            subject=subject,
+            text=text,
+            html=html,
+            unsubscribe_url=unsubscribe_url,
+        )
+
+    @staticmethod
+    def _run(tmpl: jinja2.Template, ctx: Mapping[str, Any], bounded: bool) -> str:
+        if not bounded:
+            return tmpl.render(ctx)
+        budget = BUDGET.get()
+        parts: list[str] = []
+        size = 0
+        for i, piece in enumerate(tmpl.generate(ctx)):
+            size += len(piece)
+            if size > MAX_OUTPUT_CHARS:
+                raise RenderError(f"{tmpl.name}: output over {MAX_OUTPUT_CHARS} characters")
+            if i % 32 == 0 and time.monotonic() > budget.deadline:
+                raise RenderError(f"{tmpl.name}: rendering took over {MAX_RENDER_SECONDS} s")
+            parts.append(piece)
+        return "".join(parts)
+
+
+def sample_event(name: str, brand_id: str, language: str | None = None) -> Event:
+    """An event with the catalog's sample data, for previews, checks and benches."""
+    spec = catalog.get(name)
+    return Event(
+        name=name,
+        spec=spec,
+        brand_id=brand_id,
+        recipient=Recipient(
+            email="aino.virtanen@example.fi", name="Aino Virtanen", language=language
+        ),
+        data=catalog.sample(name),
+    )
