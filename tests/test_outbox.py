@@ -904,3 +904,28 @@ def test_postgres_unreachable_is_storage_error(settings: Settings, pipeline: Pip
     with pytest.raises(StorageError, match="unavailable") as info:
         open_outbox(settings, url="postgresql://u:secret@127.0.0.1:1/db")
     assert "secret" not in str(info.value)
+
+
+def test_message_id_is_unique_on_every_backend(box: Outbox) -> None:
+    # the insert path maps returned rows back by Message-ID (issue 9: PostgreSQL lacked it)
+    accepted = box.accept(reminder(1))
+    columns = (
+        "brand, sender_brand, sign_brand, event, mandatory, recipient, language, request_hash, "
+        "message_id, mail_from, rcpt_to, data_sha256, status, created_at, updated_at, deadline"
+    )
+    with pytest.raises(StorageError), box.transaction() as cur:
+        cur.execute(
+            f"INSERT INTO outbox_messages ({columns}) SELECT {columns} FROM outbox_messages "
+            "WHERE id = ?",
+            [accepted.id],
+        )
+    assert box.stats()["total"] == 1
+
+
+def test_search_reads_a_page_with_its_attempts(box: Outbox, clock: Clock, key_dir: Path) -> None:
+    ids = [box.accept(reminder(i)).id for i in range(5)]
+    page = box.search(limit=3)
+    assert [r.id for r in page] == sorted(ids, reverse=True)[:3]
+    assert all(r.attempt_log == () for r in page)
+    older = box.search(before=page[-1].id, limit=10)
+    assert [r.id for r in older] == sorted(ids, reverse=True)[3:]
