@@ -199,9 +199,10 @@ def test_cli_keygen_json_then_refuse(cli_env: Path) -> None:
     result = runner.invoke(_app(), args)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"name", "type", "value"}
+    assert set(doc) == {"name", "type", "value", "zone_record"}
     assert doc["name"] == "acme2027a._domainkey.acme.fi"
-    assert doc["value"].startswith('"v=DKIM1; k=rsa; p=')
+    assert doc["value"].startswith("v=DKIM1; k=rsa; p=")  # plain, no zone-file quoting
+    assert doc["zone_record"].startswith('acme2027a._domainkey.acme.fi. IN TXT "v=DKIM1; k=rsa; p=')
     assert (cli_env / "acme" / "acme2027a.pem").is_file()
 
     again = runner.invoke(_app(), args)
@@ -224,15 +225,16 @@ def test_cli_keygen_human_output_never_shows_the_key(cli_env: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["--brand", "nosuch", "--selector", "s1"], "unknown brand"),
-        (["--brand", "acme", "--selector", "s1", "--bits", "512"], "RFC 8301"),
-        (["--brand", "acme", "--selector", "a/b"], "invalid selector"),
+        # the CLI's contract: 2 for a validation error, 1 when the key store refuses
+        (["--brand", "nosuch", "--selector", "s1"], "--brand: unknown brand", 2),
+        (["--brand", "acme", "--selector", "s1", "--bits", "512"], "RFC 8301", 1),
+        (["--brand", "acme", "--selector", "a/b"], "invalid selector", 1),
     ],
 )
-def test_cli_keygen_errors(cli_env: Path, args: list[str], message: str) -> None:
+def test_cli_keygen_errors(cli_env: Path, args: list[str], message: str, code: int) -> None:
     result = CliRunner().invoke(_app(), ["dkim", "keygen", *args])
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert message in result.stderr
     assert result.stderr.startswith("error: ")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import Settings, load_with_sources, redacted
-from ..errors import NotifierError
+from .common import EXIT_USAGE, command, reporting
 
 
 def _plain(value: Any) -> Any:
@@ -32,11 +32,8 @@ def config_cmd(
     ] = None,
 ) -> None:
     """Show every setting's effective value and where it came from (secrets hidden)."""
-    try:
+    with reporting(EXIT_USAGE):
         settings, sources = load_with_sources(config=file)
-    except NotifierError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     rows = []
     for name, field in Settings.model_fields.items():
         rows.append(
@@ -59,7 +56,7 @@ def config_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("config")(config_cmd)
+    command(app, "config")(config_cmd)
 
 
 __all__ = ["register"]

@@ -1,9 +1,6 @@
-"""CLI commands for delivery: ``worker``, ``send-test`` and ``queue stats|retry|show``.
+"""``notifier worker``, ``send-test`` and ``queue stats|retry|show|unsuppress``: delivery.
 
-Mounted by the main CLI with :func:`register`::
-
-    from .queue import register
-    register(app)
+Mounted by the main CLI with :func:`register`.
 """
 
 from __future__ import annotations
@@ -11,47 +8,40 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import ConfigError, NotifierError, ValidationError
+from ..errors import ValidationError
+from .common import (
+    EXIT_DNS,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    command,
+    fail,
+    load_settings,
+    new_group,
+    reporting,
+)
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..delivery.transport import AttemptResult
     from ..outbox import Outbox
 
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _report(exc: NotifierError) -> NoReturn:
-    if isinstance(exc, ValidationError):
-        for err in exc.errors:
-            typer.echo(f"error: {err.loc}: {err.message}", err=True)
-        raise typer.Exit(2)
-    notes = getattr(exc, "__notes__", None) or []
-    _fail("; ".join([str(exc), *notes]), 2 if isinstance(exc, ConfigError) else 1)
-
-
-def _settings() -> Settings:
-    from ..config import Settings
-
-    try:
-        return Settings.load()
-    except NotifierError as exc:
-        _fail(str(exc), 2)
+JSON_HELP = "Print JSON instead of text."
+SMTP_HELP = "smtp://host:port or direct:// [default: NOTIFIER_SMTP_URL, else capture to files]."
+MESSAGE_ID = typer.Argument(metavar="MESSAGE_ID", help="Message id.", show_default=False)
 
 
 def _outbox() -> Outbox:
     from ..outbox import open_outbox
 
-    try:
-        return open_outbox(_settings())
-    except NotifierError as exc:
-        _fail(str(exc), 2)
+    return open_outbox(load_settings())
+
+
+def _dns_unanswered(result: AttemptResult) -> bool:
+    """No SMTP reply because the MX lookup failed (RFC 3463 4.4.3: directory server)."""
+    return result.code is None and result.enhanced == "4.4.3"
 
 
 # --- worker ------------------------------------------------------------------------------
@@ -59,22 +49,32 @@ def _outbox() -> Outbox:
 
 def worker_cmd(
     batch: Annotated[
-        int | None, typer.Option(help="Messages leased per claim [100]", min=1)
+        int | None,
+        typer.Option(metavar="N", min=1, help="Messages leased per claim [default: 100]."),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Sends in flight at once [16]", min=1)
+        int | None,
+        typer.Option(metavar="N", min=1, help="Sends in flight at once [default: 16]."),
     ] = None,
     poll: Annotated[
-        float | None, typer.Option(help="Seconds between claims when idle [1.0]", min=0.01)
+        float | None,
+        typer.Option(
+            metavar="SECONDS", min=0.01, help="Seconds between claims when idle [default: 1.0]."
+        ),
     ] = None,
     smtp: Annotated[
-        str | None, typer.Option(help="Relay URL (default NOTIFIER_SMTP_URL; unset: capture)")
+        str | None,
+        typer.Option(metavar="URL", help=SMTP_HELP),
     ] = None,
     until_idle: Annotated[
-        bool, typer.Option("--until-idle", help="Exit when nothing is due")
+        bool, typer.Option("--until-idle", help="Exit when nothing is due.")
     ] = False,
 ) -> None:
-    """Deliver queued mail until SIGTERM (run several for more throughput)."""
+    """Deliver queued mail until SIGTERM (run several for more throughput).
+
+    On exit, prints a JSON summary (claimed, sent, deferred, failed, ...) on stdout;
+    logs go to stderr.
+    """
     import logging
 
     from ..worker.loop import serve
@@ -83,31 +83,36 @@ def worker_cmd(
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    settings = _settings()
-    try:
+    settings = load_settings()
+    with reporting(EXIT_USAGE):  # the options are settings too
         config = settings.worker_config(
             batch_size=batch, concurrency=concurrency, poll_interval=poll
         )
-        stats = asyncio.run(serve(settings, config=config, smtp_url=smtp, until_idle=until_idle))
-    except NotifierError as exc:
-        _report(exc)
-    typer.echo(json.dumps(stats.as_dict()), err=True)
+    stats = asyncio.run(serve(settings, config=config, smtp_url=smtp, until_idle=until_idle))
+    typer.echo(json.dumps(stats.as_dict()))
 
 
 # --- send-test -----------------------------------------------------------------------------
 
 
 def send_test_cmd(
-    brand: Annotated[str, typer.Option(help="Brand id (brands/<id>.toml)")],
-    event: Annotated[str, typer.Option(help="Event name, see `notifier events`")],
-    to: Annotated[str, typer.Option(help="Recipient address")],
-    lang: Annotated[str | None, typer.Option(help="Recipient's language (fi, sv, en)")] = None,
+    brand: Annotated[str, typer.Option(metavar="BRAND", help="Brand id (brands/<id>.toml).")],
+    event: Annotated[str, typer.Option(metavar="EVENT", help="Event name, see `notifier events`.")],
+    to: Annotated[str, typer.Option(metavar="ADDRESS", help="Recipient address.")],
+    lang: Annotated[
+        str | None,
+        typer.Option(metavar="LANG", help="Recipient's language (fi, sv, en).", show_default=False),
+    ] = None,
     smtp: Annotated[
         str | None,
-        typer.Option(help="smtp://host:port (default NOTIFIER_SMTP_URL; unset: capture)"),
+        typer.Option(metavar="URL", help=SMTP_HELP),
     ] = None,
 ) -> None:
-    """Render EVENT with sample data, sign it and send it now; print the SMTP reply."""
+    """Render EVENT with sample data, sign it and send it now; print the SMTP reply.
+
+    Exits 1 when the message was not accepted, 3 when the recipient's MX could not be
+    looked up.
+    """
     from .. import events as catalog
     from ..compose.pipeline import Pipeline
     from ..delivery.policy import describe
@@ -117,9 +122,9 @@ def send_test_cmd(
     from ..signing.identity import dkim_identity
     from ..worker.loop import make_signer
 
-    settings = _settings()
+    settings = load_settings()
     if event not in catalog.CATALOG:
-        _report(UnknownEvent(event, sorted(catalog.CATALOG), "--event"))
+        raise UnknownEvent(event, sorted(catalog.CATALOG), "--event")
     raw = {
         "event": event,
         "brand": brand,
@@ -127,7 +132,7 @@ def send_test_cmd(
         "data": dict(catalog.CATALOG[event].sample),
     }
     try:
-        composed = Pipeline(settings).prepare(raw)
+        composed = Pipeline(settings).prepare(raw)  # the one compose sequence
         sender = composed.sender
         if sender.held:
             typer.echo(f"warning: {sender.reason}; sending the test anyway", err=True)
@@ -139,9 +144,7 @@ def send_test_cmd(
         renamed = {"recipient.email": "--to", "recipient.language": "--lang", "brand": "--brand"}
         for err in exc.errors:
             err.loc = renamed.get(err.loc, err.loc)
-        _report(exc)
-    except NotifierError as exc:
-        _report(exc)
+        raise
 
     async def send() -> Any:
         try:
@@ -160,21 +163,18 @@ def send_test_cmd(
     )
     typer.echo(f"{result.outcome}: {describe(result)}")
     if result.outcome != "sent":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_DNS if _dns_unanswered(result) else EXIT_RUNTIME)
 
 
 # --- queue -------------------------------------------------------------------------------
 
 
 def stats_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Messages per state, due now, expired leases, suppressed addresses."""
     with _outbox() as outbox:
-        try:
-            stats = outbox.stats()
-        except NotifierError as exc:
-            _report(exc)
+        stats = outbox.stats()
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
         return
@@ -193,39 +193,33 @@ def stats_cmd(
 
 
 def retry_cmd(
-    message: Annotated[int | None, typer.Argument(help="Message id", show_default=False)] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed message")] = False,
+    message: Annotated[int | None, MESSAGE_ID] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed message.")] = False,
 ) -> None:
     """Queue a failed, deferred or held message (or all failed ones) for delivery now."""
     if (message is None) == (not failed):
-        _fail("give a message id or --failed (not both)", 2)
+        fail("give a message id or --failed (not both)", EXIT_USAGE)
     with _outbox() as outbox:
-        try:
-            if failed:
-                count = outbox.retry_failed()
-                typer.echo(f"queued {count} failed message(s) for delivery")
-                return
-            assert message is not None
-            record = outbox.retry(message)
-        except NotifierError as exc:
-            _report(exc)
+        if failed:
+            count = outbox.retry_failed()
+            typer.echo(f"queued {count} failed message(s) for delivery")
+            return
+        assert message is not None
+        record = outbox.retry(message)
     typer.echo(f"message {record.id} is {record.status}; next attempt now")
 
 
 def show_cmd(
-    message: Annotated[int, typer.Argument(help="Message id", show_default=False)],
-    raw: Annotated[bool, typer.Option("--raw", help="Print the message exactly as sent")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    message: Annotated[int, MESSAGE_ID],
+    raw: Annotated[bool, typer.Option("--raw", help="Print the message exactly as sent.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """A message's state, evidence and attempts (or, with --raw, its bytes as sent)."""
     with _outbox() as outbox:
-        try:
-            if raw:
-                blob = outbox.raw(message)
-            else:
-                record = outbox.get(message)
-        except NotifierError as exc:
-            _report(exc)
+        if raw:
+            blob = outbox.raw(message)
+        else:
+            record = outbox.get(message)
     if raw:
         if not blob.signed:
             typer.echo(
@@ -253,29 +247,28 @@ def show_cmd(
 
 
 def unsuppress_cmd(
-    brand: Annotated[str, typer.Option(help="Brand id")],
-    address: Annotated[str, typer.Argument(help="E-mail address", show_default=False)],
+    brand: Annotated[str, typer.Option(metavar="BRAND", help="Brand id.")],
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help="E-mail address.", show_default=False)
+    ],
 ) -> None:
     """Take an address off a brand's suppression list."""
     with _outbox() as outbox:
-        try:
-            removed = outbox.unsuppress(brand, address)
-        except NotifierError as exc:
-            _report(exc)
+        removed = outbox.unsuppress(brand, address)
     if not removed:
-        _fail(f"{address} is not on brand {brand}'s suppression list")
+        fail(f"{address} is not on brand {brand}'s suppression list")
     typer.echo(f"removed {address} from brand {brand}'s suppression list")
 
 
 def register(app: typer.Typer) -> None:
     """Add ``worker``, ``send-test`` and the ``queue`` group to the main CLI."""
-    app.command("worker")(worker_cmd)
-    app.command("send-test")(send_test_cmd)
-    queue_app = typer.Typer(help="Inspect and operate the outbox.", no_args_is_help=True)
-    queue_app.command("stats")(stats_cmd)
-    queue_app.command("retry")(retry_cmd)
-    queue_app.command("show")(show_cmd)
-    queue_app.command("unsuppress")(unsuppress_cmd)
+    command(app, "worker")(worker_cmd)
+    command(app, "send-test")(send_test_cmd)
+    queue_app = new_group("Inspect and operate the outbox.")
+    command(queue_app, "stats")(stats_cmd)
+    command(queue_app, "retry")(retry_cmd)
+    command(queue_app, "show")(show_cmd)
+    command(queue_app, "unsuppress")(unsuppress_cmd)
     app.add_typer(queue_app, name="queue")
 
 

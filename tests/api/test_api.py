@@ -1084,10 +1084,11 @@ def test_rate_limiter_window() -> None:
 def test_cli_token_create_list_revoke(env_var_dir: Any) -> None:
     import typer
 
-    from notifier.cli.serve import register
+    from notifier.cli import serve, tokens
 
     app = typer.Typer()
-    register(app)
+    serve.register(app)
+    tokens.register(app)
     runner = CliRunner()
     created = runner.invoke(
         app,

@@ -28,7 +28,7 @@ import typer
 from typer.testing import CliRunner
 
 from notifier.brands import Brand, BrandRegistry
-from notifier.cli.dkim import EXIT_FAIL, EXIT_UNKNOWN, dns_app
+from notifier.cli.dns import EXIT_FAIL, EXIT_UNKNOWN, dns_app
 from notifier.config import PROJECT_ROOT, Settings
 from notifier.dns.checks import Check, all_ok, check_brand, render_json, render_table
 from notifier.signing.keys import KeyStore
@@ -515,10 +515,10 @@ def test_cli_exit_codes(world: World, cli: typer.Typer, silent_server: str) -> N
 def test_cli_errors(cli: typer.Typer) -> None:
     runner = CliRunner()
     unknown = runner.invoke(cli, ["dns", "check", "--brand", "nosuch"])
-    assert unknown.exit_code == 1
-    assert "unknown brand 'nosuch'" in unknown.stderr
+    assert unknown.exit_code == 2  # a validation error, as in every command
+    assert "error: --brand: unknown brand 'nosuch'" in unknown.stderr
     badns = runner.invoke(
         cli, ["dns", "check", "--brand", "good", "--nameserver", "127.0.0.1:99999"]
     )
-    assert badns.exit_code == 1
+    assert badns.exit_code == 2  # a usage error
     assert "port out of range" in badns.stderr

@@ -1,0 +1,107 @@
+"""``notifier dns check``: is a brand's DNS ready for sending on its own domain?
+
+Exit 0 when every required check is ok, 1 when one failed, 3 when DNS could not answer
+(timeout, SERVFAIL) and nothing failed — :data:`EXIT_DNS` of the CLI's contract, so a
+script retries later instead of paging someone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import DNSCheckError
+from .common import EXIT_DNS, EXIT_RUNTIME, command, load_settings, new_group
+
+#: ``dns check`` exit codes: every required check ok / some failed / some unknown only.
+EXIT_OK, EXIT_FAIL, EXIT_UNKNOWN = 0, EXIT_RUNTIME, EXIT_DNS
+
+dns_app = new_group("Check a brand's DNS.")
+
+
+@dns_app.callback()
+def _dns_group() -> None:
+    """DNS readiness of reseller domains."""
+
+
+def _nameserver(value: str | None) -> str | None:
+    """A malformed ``--nameserver`` is a usage error (2); one that cannot be resolved is
+    DNS not answering (3, from the check itself)."""
+    from ..dns.checks import parse_nameserver
+
+    if value is not None:
+        try:
+            parse_nameserver(value)
+        except DNSCheckError as exc:
+            if exc.__cause__ is None:  # not a failed lookup of the server's own name
+                raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter("must be positive")
+    return value
+
+
+def check(
+    ctx: typer.Context,
+    brand: Annotated[
+        str, typer.Option("--brand", metavar="BRAND", help="Brand id (brands/<id>.toml).")
+    ],
+    nameserver: Annotated[
+        str | None,
+        typer.Option(
+            "--nameserver",
+            metavar="HOST[:PORT]",
+            callback=_nameserver,
+            help="Ask this server instead of the system's resolver.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            callback=_positive,
+            help="Seconds per lookup before 'unknown'.",
+        ),
+    ] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Check DKIM, SPF, DMARC, alignment and the link domain of a brand.
+
+    Exit 0 when every required check is ok, 1 when one failed, 3 when DNS could not
+    answer (timeout, SERVFAIL) and nothing failed.
+    """
+    from ..brands import BrandRegistry
+    from ..dns.checks import all_ok, check_brand, render_json, render_table
+    from ..signing.keys import KeyStore
+
+    settings = load_settings(ctx)
+    registry = BrandRegistry(settings.brands_dir, settings.platform_brand)
+    the_brand = registry.get(brand, "--brand")
+    checks = check_brand(
+        the_brand,
+        settings,
+        KeyStore(settings.keys_path),
+        nameserver=nameserver,
+        timeout=timeout,
+    )
+    typer.echo(render_json(checks, the_brand.id) if as_json else render_table(checks, the_brand.id))
+    if all_ok(checks):
+        raise typer.Exit(EXIT_OK)
+    failed = any(c.status == "fail" for c in checks if c.required)
+    raise typer.Exit(EXIT_FAIL if failed else EXIT_UNKNOWN)
+
+
+command(dns_app, "check")(check)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``dns`` group to the main CLI."""
+    app.add_typer(dns_app, name="dns")
+
+
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNKNOWN", "dns_app", "register"]
