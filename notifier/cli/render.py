@@ -25,12 +25,12 @@ JSON_HELP = "Print JSON instead of a table."
 def events_cmd(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """List the event catalog: audience, mandatory, fields."""
+    """List the event catalog: audience, mandatory, summary (--json: with JSON Schemas,
+    the document GET /v1/events/catalog serves)."""
     specs = list(catalog.CATALOG.values())
     if as_json:
-        typer.echo(
-            json.dumps([s.describe() for s in specs], indent=2, ensure_ascii=False, default=str)
-        )
+        doc = catalog.catalog_document()
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
         return
     width = max(len(s.name) for s in specs)
     for s in specs:
