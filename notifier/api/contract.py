@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from .. import events as catalog
 from ..compose.pipeline import EventIn as Envelope
-from ..outbox.base import Status
+from ..outbox import Status
 from .errors import CODES
 from .limits import MAX_BATCH
 

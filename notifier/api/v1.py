@@ -4,7 +4,7 @@ Event bodies are read by hand rather than declared as pydantic parameters: the
 token is checked before the body is parsed, a batch is validated item by item (one bad
 item never rejects the others), and every error names the field path the way the
 pipeline does (``data.expires_at``). The OpenAPI document still describes the bodies
-(see :mod:`notifier.api.app`).
+(see :mod:`notifier.api.contract`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .. import events as catalog
 from ..compose.pipeline import Pipeline
 from ..dns import checks as dnscheck
 from ..errors import FieldError, ValidationError
-from ..outbox.base import Status
+from ..outbox import Status
 from ..signing.keys import KeyStore
 from ..tokens import Token
 from .auth import check_brand_write, require, visible
