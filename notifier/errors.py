@@ -28,7 +28,7 @@ dkim or aiosmtplib to handle a failure::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -89,6 +89,48 @@ class ValidationError(NotifierError):
 
     def as_dict(self) -> dict[str, Any]:
         return {"error": "validation_error", "detail": [e.as_dict() for e in self.errors]}
+
+
+#: where FastAPI says a request value came from (the first item of its ``loc``)
+_REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
+
+
+def field_path(loc: Iterable[int | str], prefix: str = "") -> str:
+    """``("data", "items", 0, "price")`` → ``data.items[0].price`` (after ``prefix``)."""
+    parts = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, int) and parts:
+            parts[-1] = f"{parts[-1]}[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "body"
+
+
+def from_pydantic(
+    errors: Iterable[Mapping[str, Any]], prefix: str = "", *, request: bool = False
+) -> ValidationError:
+    """pydantic's error dicts (``exc.errors()``) → our :class:`ValidationError`, each
+    with a dotted field path under ``prefix`` and a short message. The one translator,
+    so that the pipeline and the HTTP layer name fields alike; ``request`` drops the
+    leading part FastAPI adds (``body``, ``query``, …). Takes plain dicts so that this
+    module needs no pydantic."""
+    out = []
+    for err in errors:
+        loc = [
+            p
+            for p in err.get("loc", ())
+            if not (isinstance(p, str) and p.startswith("function-"))  # validator wrappers
+        ]
+        if request and loc and loc[0] in _REQUEST_PARTS:
+            loc = loc[1:]
+        kind = err.get("type", "")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if kind == "missing":
+            msg = "field required"
+        elif kind == "extra_forbidden":
+            msg = "unknown field"
+        out.append(FieldError(field_path(loc, prefix), msg))
+    return ValidationError(out)
 
 
 class UnknownEvent(ValidationError):

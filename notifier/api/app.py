@@ -14,15 +14,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from pydantic.json_schema import models_json_schema
 
 from ..brands import BrandRegistry
-from ..compose.pipeline import EventIn, Pipeline
+from ..compose.pipeline import Pipeline
 from ..config import Settings
 from ..errors import StorageError
 from ..tokens import TokenStore
-from . import errors, ops, preview, unsubscribe, v1
+from . import contract, docs, errors, ops, preview, unsubscribe, v1
 from .limits import MAX_BATCH, BodyLimit
 from .metrics import HttpMetrics, HttpMetricsMiddleware
 from .store import Store, open_store
@@ -58,30 +56,6 @@ def body_limits(settings: Settings) -> Any:
         return single
 
     return limit_for
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title,
-        version=app.version,
-        description=app.description,
-        routes=app.routes,
-    )
-    from pydantic import BaseModel, Field
-
-    class BatchIn(BaseModel):
-        events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
-
-    _, defs = models_json_schema(
-        [(EventIn, "validation"), (BatchIn, "validation")],
-        ref_template="#/components/schemas/{model}",
-    )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(defs.get("$defs", {}))
-    app.openapi_schema = schema
-    return schema
 
 
 def create_app(
@@ -138,7 +112,7 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from the installed bundle: see docs.py
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -156,7 +130,8 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(preview.router)
     app.include_router(unsubscribe.router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    docs.install(app)
+    app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
 
     app.add_middleware(BodyLimit, limit_for=body_limits(settings))
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics)

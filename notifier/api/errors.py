@@ -1,5 +1,8 @@
 """One JSON error shape for every failure: ``{"error": CODE, "detail": ...}``.
 
+:func:`answer` is the one table from an exception to its HTTP answer (status, code,
+detail, headers); the exception handlers and the batch endpoint's per-item errors both
+read it, so a batch item says what the same event alone would have been answered.
 ``detail`` is a list of ``{"field", "message"}`` for 422 (the same shape whether the
 pipeline or FastAPI found the problem) and a sentence otherwise. Storage failures are
 503 with ``Retry-After``; nothing was accepted then. Browser pages (``/preview``,
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,6 +31,7 @@ from ..errors import (
     RenderError,
     StorageError,
     ValidationError,
+    from_pydantic,
 )
 
 log = logging.getLogger("notifier.api")
@@ -85,31 +90,54 @@ def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail}
 
 
-def field_path(loc: Sequence[int | str]) -> str:
-    """``("body", "data", "items", 0, "price")`` → ``data.items[0].price``."""
-    parts: list[str] = []
-    items = list(loc)
-    if items and items[0] in ("body", "query", "path", "header", "cookie"):
-        items = items[1:]
-    for item in items:
-        if isinstance(item, int) and parts:
-            parts[-1] = f"{parts[-1]}[{item}]"
-        else:
-            parts.append(str(item))
-    return ".".join(parts) or "body"
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What an exception is answered with."""
+
+    status: int
+    code: str
+    detail: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.detail)
+
+
+def _retry_later() -> dict[str, str]:
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+#: the message a storage failure is answered with (the cause goes to the log only)
+UNAVAILABLE = "the message store is unavailable; nothing was accepted, try again"
+
+
+def answer(exc: BaseException) -> Answer | None:
+    """The HTTP answer for ``exc``, or None for an exception that is a bug (500).
+
+    Most specific first: :class:`Conflict` is a :class:`StorageError`, and every
+    notifier error not listed is an internal error."""
+    if isinstance(exc, ApiError):
+        return Answer(exc.status, exc.code, exc.detail, exc.headers)
+    if isinstance(exc, ValidationError):
+        return Answer(422, "validation_error", [e.as_dict() for e in exc.errors])
+    if isinstance(exc, Conflict):
+        return Answer(409, "conflict", str(exc) or "conflict")
+    if isinstance(exc, StorageError):
+        log.error("storage unavailable: %s", exc)
+        return Answer(503, "unavailable", UNAVAILABLE, _retry_later())
+    if isinstance(exc, RenderError | HeaderInjection):
+        return Answer(422, "render_error", str(exc))
+    if isinstance(exc, DNSCheckError):
+        return Answer(503, "unavailable", f"DNS check could not run: {exc}", _retry_later())
+    if isinstance(exc, NotifierError):
+        log.error("unhandled notifier error", exc_info=exc)
+        return Answer(500, "internal_error", "internal error")
+    return None
 
 
 def request_errors(exc: RequestValidationError) -> list[FieldError]:
-    out = []
-    for err in exc.errors():
-        kind = err.get("type", "")
-        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        if kind == "missing":
-            msg = "field required"
-        elif kind == "extra_forbidden":
-            msg = "unknown field"
-        out.append(FieldError(field_path(err.get("loc", ())), msg))
-    return out
+    """FastAPI's parameter errors with the pipeline's field paths."""
+    return from_pydantic(exc.errors(), request=True).errors
 
 
 def _is_page(request: Request) -> bool:
@@ -154,11 +182,13 @@ def validation_response(request: Request, errors: Sequence[FieldError]) -> Respo
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``: every notifier error through :func:`answer`."""
 
-    async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return respond(request, exc.status, exc.code, exc.detail, exc.headers)
+    async def known(request: Request, exc: Exception) -> Response:
+        found = answer(exc)
+        if found is None:  # pragma: no cover - only registered for the types answer knows
+            return await unexpected(request, exc)
+        return respond(request, found.status, found.code, found.detail, found.headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -174,51 +204,12 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return validation_response(request, request_errors(exc))
 
-    async def validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ValidationError)
-        return validation_response(request, exc.errors)
-
-    async def conflict(request: Request, exc: Exception) -> Response:
-        return respond(request, 409, "conflict", str(exc) or "conflict")
-
-    async def storage(request: Request, exc: Exception) -> Response:
-        log.error("storage unavailable: %s", exc)
-        return respond(
-            request,
-            503,
-            "unavailable",
-            "the message store is unavailable; nothing was accepted, try again",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-    async def render(request: Request, exc: Exception) -> Response:
-        return respond(request, 422, "render_error", str(exc))
-
-    async def dns(request: Request, exc: Exception) -> Response:
-        return respond(
-            request,
-            503,
-            "unavailable",
-            f"DNS check could not run: {exc}",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-    async def notifier_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled notifier error", exc_info=exc)
-        return respond(request, 500, "internal_error", "internal error")
-
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return respond(request, 500, "internal_error", "internal error")
 
-    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(ApiError, known)
+    app.add_exception_handler(NotifierError, known)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_validation)
-    app.add_exception_handler(ValidationError, validation)
-    app.add_exception_handler(Conflict, conflict)
-    app.add_exception_handler(StorageError, storage)
-    app.add_exception_handler(RenderError, render)
-    app.add_exception_handler(HeaderInjection, render)
-    app.add_exception_handler(DNSCheckError, dns)
-    app.add_exception_handler(NotifierError, notifier_error)
     app.add_exception_handler(Exception, unexpected)

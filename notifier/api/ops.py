@@ -11,14 +11,17 @@ from fastapi.responses import JSONResponse, Response
 from ..errors import StorageError
 from ..tokens import Token
 from .auth import require
+from .contract import HealthOut, ReadyOut, error_responses
 from .errors import RETRY_AFTER_SECONDS
-from .metrics import CONTENT_TYPE, HttpMetrics, Writer, write_stats
-from .store import Store
+from .metrics import CONTENT_TYPE, HttpMetrics, exposition
+from .store import Stats, Store
 
 router = APIRouter()
 
 
-@router.get("/healthz", summary="Liveness", tags=["ops"])
+@router.get(
+    "/healthz", operation_id="healthz", summary="Liveness", tags=["ops"], response_model=HealthOut
+)
 async def healthz() -> dict[str, str]:
     """The process answers. Says nothing about the database (see `/readyz`)."""
     return {"status": "ok"}
@@ -26,9 +29,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
+    operation_id="readyz",
     summary="Readiness",
     tags=["ops"],
-    responses={503: {"description": "the database is not reachable"}},
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "the database is not reachable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
     """200 when the database answers; 503 with `Retry-After` otherwise."""
@@ -58,10 +63,17 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get(
     "/metrics",
+    operation_id="metrics",
     summary="Prometheus metrics",
     tags=["ops"],
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, 401: {}, 403: {}, 503: {}},
+    responses={
+        200: {
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403, 503),
+    },
 )
 async def metrics(request: Request, token: Annotated[Token, Depends(require("admin"))]) -> Response:
     """Messages accepted / sent / deferred / failed / suppressed by brand and event,
@@ -69,13 +81,10 @@ async def metrics(request: Request, token: Annotated[Token, Depends(require("adm
     admin token (Prometheus: `authorization: {credentials: nt_…}`)."""
     store: Store = request.app.state.store
     http: HttpMetrics = request.app.state.http_metrics
-    w = Writer()
-    up = 1
+    stats: Stats | None
     try:
-        write_stats(w, await store.stats())
+        stats = await store.stats()
     except StorageError:
-        up = 0
-    w.family("notifier_outbox_up", "gauge", "1 when the outbox database answered this scrape.")
-    w.sample("notifier_outbox_up", up)
-    http.write(w)
-    return Response(w.text(), media_type=CONTENT_TYPE)
+        stats = None
+    # on the event loop, which alone adds to the HTTP counts (and /proc reads are quick)
+    return Response(exposition(stats, http), media_type=CONTENT_TYPE)

@@ -4,95 +4,45 @@ Event bodies are read by hand rather than declared as pydantic parameters: the
 token is checked before the body is parsed, a batch is validated item by item (one bad
 item never rejects the others), and every error names the field path the way the
 pipeline does (``data.expires_at``). The OpenAPI document still describes the bodies
-(see :mod:`notifier.api.app`).
+(see :mod:`notifier.api.contract`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 
 from .. import events as catalog
 from ..compose.pipeline import Pipeline
 from ..dns import checks as dnscheck
 from ..errors import (
-    Conflict,
     FieldError,
-    HeaderInjection,
-    NotifierError,
-    RenderError,
     ValidationError,
 )
 from ..outbox import Status
 from ..signing.keys import KeyStore
 from ..tokens import Token
 from .auth import check_brand_write, require, visible
-from .errors import CODES, ApiError, error_body, not_found
+from .contract import (
+    AcceptedOut,
+    BatchOut,
+    CatalogOut,
+    DNSOut,
+    MessageOut,
+    MessagePage,
+    error_responses,
+    request_body,
+)
+from .errors import ApiError, answer, not_found
 from .limits import MAX_BATCH
 from .store import Accepted, Store, message_view
 
 router = APIRouter(prefix="/v1")
-
-
-# --- documentation models -------------------------------------------------------------
-
-
-class FieldProblem(BaseModel):
-    field: str = Field(examples=["data.expires_at"])
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: str = Field(examples=["not_found"])
-    detail: str | list[FieldProblem]
-
-
-class AcceptedOut(BaseModel):
-    id: int
-    status: str = Field(examples=["queued"])
-    language: str = Field(examples=["fi"])
-
-
-class BatchItemOut(BaseModel):
-    index: int
-    result: Literal["accepted", "duplicate", "error"]
-    id: int | None = None
-    status: str | None = None
-    language: str | None = None
-    error: str | None = None
-    detail: str | list[FieldProblem] | None = None
-
-
-class BatchOut(BaseModel):
-    accepted: int
-    duplicates: int
-    errors: int
-    results: list[BatchItemOut]
-
-
-class MessagePage(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-class CatalogOut(BaseModel):
-    events: list[dict[str, Any]]
-
-
-class DNSOut(BaseModel):
-    brand: str
-    ok: bool
-    checks: list[dict[str, Any]]
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: {"model": ErrorOut, "description": CODES[c].replace("_", " ")} for c in codes}
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -130,19 +80,15 @@ def _accepted(result: Accepted) -> dict[str, Any]:
 @router.post(
     "/events",
     status_code=202,
+    operation_id="post_event",
     summary="Accept one event",
     response_model=AcceptedOut,
     responses={
         200: {"model": AcceptedOut, "description": "Duplicate: this idempotency key was seen"},
         202: {"model": AcceptedOut, "description": "Accepted: durably queued"},
-        **_errors(401, 403, 409, 413, 422, 503),
+        **error_responses(401, 403, 409, 413, 422, 503),
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventIn"}}},
-        }
-    },
+    openapi_extra=request_body("EventIn"),
 )
 async def post_event(
     request: Request, token: Annotated[Token, Depends(require("events:write"))]
@@ -159,19 +105,12 @@ async def post_event(
 
 
 def _item_error(index: int, exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, ValidationError):
-        body = exc.as_dict()
-    elif isinstance(exc, ApiError):
-        body = error_body(exc.code, exc.detail)
-    elif isinstance(exc, Conflict):
-        body = error_body("conflict", str(exc))
-    elif isinstance(exc, RenderError | HeaderInjection):
-        body = error_body("render_error", str(exc))
-    elif isinstance(exc, NotifierError):
-        body = error_body("error", str(exc))
-    else:
+    """A batch item's error: the code and detail the same event alone would get
+    (:func:`notifier.api.errors.answer`); a bug is still a 500 for the whole batch."""
+    found = answer(exc)
+    if found is None:
         raise exc
-    return {"index": index, "result": "error", **body}
+    return {"index": index, "result": "error", **found.body()}
 
 
 def _renumber(exc: Exception, positions: list[int]) -> Exception:
@@ -191,15 +130,11 @@ def _renumber(exc: Exception, positions: list[int]) -> Exception:
 
 @router.post(
     "/events/batch",
+    operation_id="post_batch",
     summary="Accept up to 1,000 events",
     response_model=BatchOut,
-    responses=_errors(401, 403, 413, 422, 503),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}},
-        }
-    },
+    responses=error_responses(401, 403, 413, 422, 503),
+    openapi_extra=request_body("BatchIn"),
 )
 async def post_batch(
     request: Request, token: Annotated[Token, Depends(require("events:write"))]
@@ -258,9 +193,10 @@ async def post_batch(
 
 @router.get(
     "/events/catalog",
+    operation_id="get_catalog",
     summary="The event catalog",
     response_model=CatalogOut,
-    responses=_errors(401),
+    responses=error_responses(401, 503),
 )
 async def get_catalog(request: Request, token: Annotated[Token, Depends(require())]) -> Response:
     """Every event with its JSON Schema (the `data` object) and realistic sample data."""
@@ -285,21 +221,28 @@ def _visible_message(token: Token, message: dict[str, Any] | None) -> dict[str, 
     return message_view(message, full=token.admin)
 
 
-@router.get("/messages/{message_id}", summary="One message", responses=_errors(401, 403, 404, 503))
+@router.get(
+    "/messages/{message_id}",
+    operation_id="get_message",
+    summary="One message",
+    response_model=MessageOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
 async def get_message(
     message_id: MessageId,
     request: Request,
     token: Annotated[Token, Depends(require("messages:read"))],
-) -> dict[str, Any]:
+) -> JSONResponse:
     """State, attempts with the SMTP replies, Message-ID and the chosen language."""
-    return _visible_message(token, await _store(request).message(message_id))
+    return JSONResponse(_visible_message(token, await _store(request).message(message_id)))
 
 
 @router.get(
     "/messages",
+    operation_id="list_messages",
     summary="Find messages",
     response_model=MessagePage,
-    responses=_errors(401, 403, 422, 503),
+    responses=error_responses(401, 403, 422, 503),
 )
 async def list_messages(
     request: Request,
@@ -310,33 +253,37 @@ async def list_messages(
     recipient: Annotated[str | None, Query(max_length=320)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Newest first; pass `next_cursor` back as `cursor` for the next page. A reseller
     token only ever sees its own brand."""
     if token.brand is not None:
         if brand is not None and brand != token.brand:
-            return {"items": [], "next_cursor": None}
+            return JSONResponse({"items": [], "next_cursor": None})
         brand = token.brand
     items, next_cursor = await _store(request).messages(
         brand=brand, status=status, event=event, recipient=recipient, cursor=cursor, limit=limit
     )
-    return {"items": [message_view(m, full=token.admin) for m in items], "next_cursor": next_cursor}
+    return JSONResponse(
+        {"items": [message_view(m, full=token.admin) for m in items], "next_cursor": next_cursor}
+    )
 
 
 @router.post(
     "/messages/{message_id}/retry",
+    operation_id="retry_message",
     summary="Retry a message",
-    responses=_errors(401, 403, 404, 409, 503),
+    response_model=MessageOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def retry_message(
     message_id: MessageId,
     request: Request,
     token: Annotated[Token, Depends(require("events:write"))],
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Queue a deferred or failed message again, now (same Message-ID)."""
     store = _store(request)
     _visible_message(token, await store.message(message_id))
-    return _visible_message(token, await store.retry(message_id))
+    return JSONResponse(_visible_message(token, await store.retry(message_id)))
 
 
 # --- brands ---------------------------------------------------------------------------
@@ -344,11 +291,12 @@ async def retry_message(
 
 @router.get(
     "/brands/{brand_id}/dns",
+    operation_id="get_brand_dns",
     summary="A brand's DNS check",
     response_model=DNSOut,
-    responses=_errors(401, 404, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
-async def brand_dns(
+async def get_brand_dns(
     brand_id: Annotated[str, Path(max_length=40)],
     request: Request,
     token: Annotated[Token, Depends(require())],

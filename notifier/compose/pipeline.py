@@ -24,7 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import events as catalog
 from ..brands import Brand, BrandRegistry
 from ..config import Settings
-from ..errors import FieldError, NotifierError, RenderError, UnknownEvent, ValidationError
+from ..errors import (
+    FieldError,
+    NotifierError,
+    RenderError,
+    UnknownEvent,
+    ValidationError,
+    from_pydantic,
+)
 from ..fields import Email, SafeStr
 from . import mime, unsubscribe
 from .links import Rewriter
@@ -116,7 +123,7 @@ class Pipeline:
         try:
             envelope = EventIn.model_validate(raw)
         except pydantic.ValidationError as exc:
-            raise catalog.translate_errors(exc, prefix) from exc
+            raise from_pydantic(exc.errors(include_url=False), prefix) from exc
         spec = catalog.CATALOG.get(envelope.event)
         if spec is None:
             raise UnknownEvent(envelope.event, sorted(catalog.CATALOG), f"{p}event")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pydantic
 
-from ..errors import FieldError, UnknownEvent, ValidationError
+from ..errors import FieldError, UnknownEvent, ValidationError, from_pydantic
 from .catalog import SPECS
 from .models import Audience, EventData, EventSpec
 
@@ -39,30 +39,6 @@ def catalog_document() -> dict[str, Any]:
     return {"events": [spec.describe() for spec in CATALOG.values()]}
 
 
-def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
-    parts = [prefix] if prefix else []
-    for item in loc:
-        if isinstance(item, int) and parts:
-            parts[-1] = f"{parts[-1]}[{item}]"
-        else:
-            parts.append(str(item))
-    return ".".join(parts)
-
-
-def translate_errors(exc: pydantic.ValidationError, prefix: str) -> ValidationError:
-    """Turn pydantic's errors into ours, each with a dotted field path."""
-    errors = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "field required"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        errors.append(FieldError(_loc(prefix, loc), msg))
-    return ValidationError(errors)
-
-
 def validate_data(name: str, data: Any, prefix: str = "data") -> EventData:
     """Validate ``data`` for event ``name``; errors name the field path (``data.expires_at``)."""
     spec = get(name)
@@ -71,7 +47,7 @@ def validate_data(name: str, data: Any, prefix: str = "data") -> EventData:
     try:
         return spec.model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise translate_errors(exc, prefix) from exc
+        raise from_pydantic(exc.errors(include_url=False), prefix) from exc
 
 
 def sample(name: str) -> EventData:
@@ -92,6 +68,5 @@ __all__ = [
     "catalog_document",
     "get",
     "sample",
-    "translate_errors",
     "validate_data",
 ]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 
 from notifier.api import create_app
@@ -46,3 +54,65 @@ def tokens(client: TestClient) -> Tokens:
         acme=store.create(["events:write", "messages:read"], brand="acme")[1],
         kustwebb=store.create(["events:write", "messages:read"], brand="kustwebb")[1],
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_command() -> list[str]:
+    """``notifier serve``; ``python -m notifier.cli_api serve`` until cli.py registers it."""
+    from notifier import cli
+
+    names = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands
+    }
+    module = "notifier.cli" if "serve" in names else "notifier.cli_api"
+    return [sys.executable, "-m", module, "serve"]
+
+
+@contextlib.contextmanager
+def serving(root: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """``notifier serve`` on a free loopback port with ``env`` (over this process's,
+    less the database and SMTP URLs: SQLite under the var dir, mail captured); yields
+    its base URL once ``/readyz`` answers 200, and stops it after."""
+    port = free_port()
+    full = {**os.environ, **env}
+    for name in ("NOTIFIER_SMTP_URL", "NOTIFIER_DATABASE_URL"):
+        if name not in env:
+            full.pop(name, None)
+    log_path = root / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [*serve_command(), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=root,
+        env=full,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if proc.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("notifier serve did not become ready")
+        if proc.poll() is not None:
+            pytest.fail(f"notifier serve exited: {log_path.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from notifier import events as catalog
 from notifier.api import create_app
-from notifier.api.metrics import HttpMetrics, Writer
+from notifier.api.metrics import HttpMetrics, OutboxCollector, exposition
 from notifier.api.preview import RateLimiter
 from notifier.api.session import Session, dump, load, session_key
-from notifier.api.store import decode_cursor, encode_cursor, open_store
+from notifier.api.store import Stats, decode_cursor, encode_cursor, open_store
 from notifier.api.ui_text import choose, parse_accept_language
 from notifier.compose import unsubscribe as links
 from notifier.config import Settings
@@ -136,7 +137,11 @@ def test_openapi_and_docs(client: TestClient) -> None:
         assert path in doc["paths"], path
     body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/EventIn"}
-    assert "recipient" in doc["components"]["schemas"]["EventIn"]["properties"]
+    schemas = doc["components"]["schemas"]
+    variants = schemas["EventIn"]["oneOf"]  # one per catalog event, told apart by `event`
+    assert len(variants) == len(catalog.CATALOG)
+    for variant in variants:
+        assert "recipient" in schemas[variant["$ref"].rsplit("/", 1)[1]]["properties"]
     assert "BatchIn" in doc["components"]["schemas"]
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "/preview" not in doc["paths"]
@@ -537,9 +542,19 @@ def test_reseller_token_sees_nothing_of_another_brand(client: TestClient, tokens
     listed = client.get("/v1/messages", headers=acme).json()["items"]
     assert [m["id"] for m in listed] == [ours]
     assert client.get("/v1/messages?brand=kustwebb", headers=acme).json()["items"] == []
-    for status in ("failed", "queued"):
+    # one more message of each brand, still queued: each status filter has both brands'
+    # messages to tell apart (an empty list would pass the brand check vacuously)
+    ours_queued = accept(client, tokens, event(brand="acme", key="ours-q", domain="q.fi"))
+    theirs_queued = accept(client, tokens, event(brand="kustwebb", key="theirs-q", domain="q.fi"))
+    for status, mine, not_mine in (
+        ("failed", ours, theirs),
+        ("queued", ours_queued, theirs_queued),
+    ):
         items = client.get(f"/v1/messages?status={status}", headers=acme).json()["items"]
         assert all(m["brand"] == "acme" for m in items)
+        assert [m["id"] for m in items] == [mine]
+        everyone = client.get(f"/v1/messages?status={status}", headers=tokens.h("admin"))
+        assert {m["id"] for m in everyone.json()["items"]} == {mine, not_mine}
     r = client.post(f"/v1/messages/{theirs}/retry", headers=acme)
     assert r.status_code == 404 and r.json() == missing.json()
     assert (
@@ -603,6 +618,22 @@ def test_brand_dns(client: TestClient, tokens: Tokens, monkeypatch: pytest.Monke
     assert seen == ["acme"]
 
 
+def _families(text: str) -> dict[str, Any]:
+    """Every family in an exposition, parsed by prometheus-client's own parser."""
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _value(families: dict[str, Any], sample: str, **labels: str) -> float:
+    found = [
+        s.value
+        for f in families.values()
+        for s in f.samples
+        if s.name == sample and s.labels == labels
+    ]
+    assert len(found) == 1, (sample, labels, found)
+    return float(found[0])
+
+
 def test_metrics(client: TestClient, tokens: Tokens) -> None:
     accept(client, tokens, event(key="a"))
     accept(client, tokens, event(key="b", email="b@example.fi"))
@@ -630,18 +661,81 @@ def test_metrics(client: TestClient, tokens: Tokens) -> None:
         if not line.startswith("#"):
             assert re.fullmatch(r"[a-z_]+(\{[^}]*\})? [0-9.e+-]+|[a-z_]+(\{[^}]*\})? \+Inf", line)
 
+    # the whole exposition, read by prometheus-client's parser
+    families = _families(text)
+    renewal = {"brand": "acme", "event": RENEWAL}
+    assert families["notifier_messages_accepted"].type == "counter"
+    assert _value(families, "notifier_messages_accepted_total", **renewal) == 2
+    assert _value(families, "notifier_messages_sent_total", **renewal) == 2
+    assert (
+        _value(families, "notifier_messages_accepted_total", brand="kustwebb", event=RENEWAL) == 1
+    )
+    assert (
+        _value(families, "notifier_messages", brand="kustwebb", event=RENEWAL, status="queued") == 1
+    )
+    assert _value(families, "notifier_queue_depth") == 1
+    assert _value(families, "notifier_outbox_up") == 1
+    latency = families["notifier_accept_to_sent_seconds"]
+    assert latency.type == "histogram"
+    assert _value(families, "notifier_accept_to_sent_seconds_count") == 2
+    assert _value(families, "notifier_accept_to_sent_seconds_bucket", le="+Inf") == 2
+    buckets = [s.value for s in latency.samples if s.name.endswith("_bucket")]
+    assert buckets == sorted(buckets)  # cumulative
+    assert families["notifier_http_requests"].type == "counter"
+    assert (
+        _value(
+            families,
+            "notifier_http_requests_total",
+            method="POST",
+            route="/v1/events",
+            status="202",
+        )
+        == 3
+    )
+    assert families["notifier_http_request_duration_seconds"].type == "histogram"
+    assert _value(families, "notifier_process_start_time_seconds") > 0
+    # the usual process and platform metrics come with them
+    assert _value(families, "process_resident_memory_bytes") > 0
+    assert families["python_info"].type == "gauge"
+
+
+def test_metrics_when_the_outbox_does_not_answer(
+    client: TestClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down() -> Stats:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(client.app.state.store, "stats", down)  # type: ignore[attr-defined]
+    r = client.get("/metrics", headers=tokens.h("admin"))
+    assert r.status_code == 200
+    families = _families(r.text)
+    assert _value(families, "notifier_outbox_up") == 0
+    assert "notifier_queue_depth" not in families
+    assert "notifier_http_requests" in families
+
 
 def test_metrics_label_escaping() -> None:
-    w = Writer()
-    w.sample("x", 1, {"brand": 'a"b\\c\nd'})
-    assert w.text() == 'x{brand="a\\"b\\\\c\\nd"} 1\n'
+    stats = Stats(live={('a"b\\c\nd', RENEWAL, "queued"): 1})
+    text = exposition(stats, HttpMetrics()).decode()
+    assert (
+        'notifier_messages{brand="a\\"b\\\\c\\nd",event="domain.renewal_reminder",'
+        'status="queued"} 1' in text
+    )
+    families = _families(text)
+    assert (
+        _value(families, "notifier_messages", brand='a"b\\c\nd', event=RENEWAL, status="queued")
+        == 1
+    )
     http = HttpMetrics()
     http.observe("GET", "/healthz", 200, 0.002)
-    w = Writer()
-    http.write(w)
+    families = _families(exposition(None, http).decode())
     assert (
-        'notifier_http_request_duration_seconds_bucket{route="/healthz",le="0.005"} 1' in w.text()
+        _value(
+            families, "notifier_http_request_duration_seconds_bucket", route="/healthz", le="0.005"
+        )
+        == 1
     )
+    assert next(iter(OutboxCollector(None).collect())).name == "notifier_outbox_up"
 
 
 # --- unsubscribe (RFC 8058) ------------------------------------------------------------------

@@ -15,16 +15,12 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from notifier.api.store import open_store
@@ -33,6 +29,8 @@ from notifier.compose.pipeline import Pipeline
 from notifier.config import PROJECT_ROOT, Secret, Settings
 from notifier.signing.keys import KeyStore
 from notifier.tokens import TokenStore
+
+from .conftest import serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -90,23 +88,6 @@ class Server:
     settings: Settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve_command() -> list[str]:
-    """``notifier serve``; ``python -m notifier.cli_api serve`` until cli.py registers it."""
-    from notifier import cli
-
-    names = {
-        c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands
-    }
-    module = "notifier.cli" if "serve" in names else "notifier.cli_api"
-    return [sys.executable, "-m", module, "serve"]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("serve")
@@ -131,48 +112,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     admin = tokens.create(["admin"], label="browser test")[1]
     store.outbox.close()  # type: ignore[attr-defined]
 
-    port = _free_port()
     env = {
-        **os.environ,
         "NOTIFIER_VAR_DIR": str(settings.var_dir),
         "NOTIFIER_BRANDS_DIR": str(brands),
         "NOTIFIER_SECRET_KEY": "browser",
         "NOTIFIER_CONFIG": str(root / "absent.toml"),
     }
-    env.pop("NOTIFIER_SMTP_URL", None)
-    env.pop("NOTIFIER_DATABASE_URL", None)
-    log = (root / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [*_serve_command(), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("notifier serve did not become ready")
-        if proc.poll() is not None:
-            pytest.fail(f"notifier serve exited: {(root / 'serve.log').read_text()}")
+    with serving(root, env) as url:
         yield Server(url, reseller, admin, settings)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -308,3 +255,20 @@ def test_no_script_runs_in_the_previewed_mail(server: Server, browser: Any, tmp_
     assert "<script>" in mail_html
     browser.get("data:text/html;base64," + base64.b64encode(mail_html.encode()).decode())
     _wait(browser, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("data-script-ran"))
+
+
+def test_docs_render_from_the_app_alone(server: Server, browser: Any, tmp_path: Path) -> None:
+    """``/docs`` in a real browser: Swagger UI draws every operation, and every file
+    the page loaded came from the app (no CDN: the page works with no network)."""
+    browser.get(f"{server.url}/docs")
+    blocks = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary"))
+    assert len(blocks) >= 10
+    assert "post_event" in browser.page_source or "/v1/events" in browser.page_source
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert any(u.endswith("/docs/assets/swagger-ui-bundle.js") for u in loaded), loaded
+    assert any(u.endswith("/openapi.json") for u in loaded), loaded
+    outside = [u for u in loaded if not u.startswith(server.url) and not u.startswith("data:")]
+    assert outside == []
+    browser.save_screenshot(str(tmp_path / "docs.png"))
