@@ -131,8 +131,13 @@ def _lifetimes(value: Any) -> Any:
 
 
 def _processes(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise ValueError("a number of processes, or auto")
+        return int(text)
     return value
 
 
@@ -187,7 +192,7 @@ class Settings(BaseModel):
     # --- intake ----------------------------------------------------------------------
     max_event_bytes: int = Field(64 * 1024, ge=1024, description="largest event body (bytes)")
     max_batch: int = Field(1000, ge=1, description="largest accepted batch (events)")
-    intake_processes: int | Literal["auto"] | None = Field(
+    intake_processes: Annotated[int | Literal["auto"] | None, BeforeValidator(_processes)] = Field(
         None,
         description="processes that validate and render large batches; 0: in-process, "
         "auto: one per core (default: auto for serve, 0 elsewhere)",
@@ -397,10 +402,15 @@ def load_with_sources(
 
 
 def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """``NOTIFIER_LEASE: 'soon' is not a duration …`` — named the way it was set."""
     key = str(error["loc"][0]) if error.get("loc") else "settings"
-    where = sources.get(key)
+    where = sources.get(key, "")
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"{key}: {message}" + (f" (from {where})" if where else "")
+    if where.startswith("env "):
+        return f"{where[4:]}: {message}"
+    if where:
+        return f"{where}: {key}: {message}"
+    return f"{key}: {message}"
 
 
 def redacted(name: str, value: Any) -> Any:

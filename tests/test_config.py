@@ -66,9 +66,9 @@ def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
 
 
 def test_bad_values_name_the_setting_and_its_source() -> None:
-    with pytest.raises(ConfigError, match=r"lease: .*not a duration.*\(from env NOTIFIER_LEASE\)"):
+    with pytest.raises(ConfigError, match=r"^NOTIFIER_LEASE: 'soon' is not a duration"):
         Settings.load({"NOTIFIER_LEASE": "soon"})
-    with pytest.raises(ConfigError, match="max_batch"):
+    with pytest.raises(ConfigError, match="^NOTIFIER_MAX_BATCH: .*greater than or equal to 1"):
         Settings.load({"NOTIFIER_MAX_BATCH": "0"})
 
 

@@ -121,7 +121,7 @@ def test_bad_settings_exit_2(env: Path, monkeypatch: pytest.MonkeyPatch) -> None
     result = runner.invoke(app, ["worker", "--until-idle"])
     assert result.exit_code == 2
     [line] = _errors(result.stderr)
-    assert line.startswith("error: worker_batch: ") and "(from env NOTIFIER_WORKER_BATCH)" in line
+    assert line.startswith("error: NOTIFIER_WORKER_BATCH: ") and "integer" in line
 
 
 # --- 1: runtime failures ----------------------------------------------------------------------
