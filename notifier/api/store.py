@@ -14,7 +14,6 @@ batches are validated and rendered on every core (:mod:`notifier.intake.preparer
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import functools
@@ -32,6 +31,7 @@ from ..compose.pipeline import Pipeline
 from ..config import Settings
 from ..errors import FieldError, NotifierError, StorageError, ValidationError
 from ..intake.accept import Intake, make_preparer
+from ..intake.group_commit import GROUP_MAX, GroupCommit
 from ..outbox import OutboxConfig, open_outbox
 
 T = TypeVar("T")
@@ -215,7 +215,7 @@ class OutboxStore:
         self._intake: Intake | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(THREADS)
-        self._committer: GroupCommit | None = None
+        self._committer: GroupCommit[Accepted | NotifierError] | None = None
 
     @property
     def intake(self) -> Intake:
@@ -246,7 +246,10 @@ class OutboxStore:
         """One event, committed together with whatever else arrived meanwhile (group
         commit: one durable commit for many concurrent requests)."""
         if self._committer is None:
-            self._committer = GroupCommit(self)
+            self._committer = GroupCommit(
+                lambda raws: self._run(self._accept_batch, raws),
+                lambda: self._intake.max_batch if self._intake else GROUP_MAX,
+            )
         outcome = await self._committer.submit(raw)
         if isinstance(outcome, ValidationError):
             raise ValidationError(
@@ -373,74 +376,6 @@ class OutboxStore:
         if self._intake is not None:
             self._intake.close()
             self._intake.outbox.close()
-
-
-#: most single events one group commit takes
-GROUP_MAX = 256
-#: groups in progress at once: while one commits, the next is rendered
-GROUP_TASKS = 2
-
-
-class GroupCommit:
-    """Single events queue here; a task accepts whatever is waiting as one batch
-    (through :meth:`OutboxStore._accept_batch`, so one bad event fails alone). While
-    a group is accepted, the next gathers: no timer, no added latency when idle, and one
-    fsync for many requests under load. Two such tasks take turns, so that rendering a
-    group (the long part, on every core for a large one) overlaps the previous group's
-    commit. A storage failure fails the whole group, and nothing of it was accepted."""
-
-    def __init__(self, store: OutboxStore) -> None:
-        self.store = store
-        self.queue: asyncio.Queue[tuple[Any, asyncio.Future[Accepted | NotifierError]]] = (
-            asyncio.Queue()
-        )
-        self.tasks: list[asyncio.Task[None]] = []
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    async def submit(self, raw: Any) -> Accepted | NotifierError:
-        loop = asyncio.get_running_loop()
-        if loop is not self.loop:  # first use, or the app moved to another loop
-            self.loop = loop
-            self.queue = asyncio.Queue()
-            self.tasks = []
-        self.tasks = [t for t in self.tasks if not t.done()]
-        while len(self.tasks) < GROUP_TASKS:
-            self.tasks.append(asyncio.create_task(self._run()))
-        future: asyncio.Future[Accepted | NotifierError] = (
-            asyncio.get_running_loop().create_future()
-        )
-        await self.queue.put((raw, future))
-        return await future
-
-    async def _run(self) -> None:
-        while True:
-            group = [await self.queue.get()]
-            intake = self.store._intake  # None until opened
-            most = max(1, min(GROUP_MAX, intake.max_batch if intake else GROUP_MAX))
-            while len(group) < most and not self.queue.empty():
-                group.append(self.queue.get_nowait())
-            live = [(raw, f) for raw, f in group if not f.cancelled()]
-            if not live:
-                continue
-            try:
-                outcomes = await self.store._run(self.store._accept_batch, [r for r, _ in live])
-            except Exception as exc:
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), outcome in zip(live, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(outcome)
-
-    async def close(self) -> None:
-        if self.loop is asyncio.get_running_loop():
-            for task in self.tasks:
-                task.cancel()
-            for task in self.tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self.tasks = []
 
 
 def _strip_item(loc: str) -> str:
