@@ -168,7 +168,7 @@ async def _run_worker(settings: Settings, store: Store, stop: asyncio.Event) -> 
     Waits for the database if it is down at start-up; on shutdown the worker stops
     claiming, finishes the sends in flight and releases the rest.
     """
-    from ..delivery.smtp import transport_from_url
+    from ..delivery import transport_from_url
     from ..worker.loop import Worker, WorkerConfig, make_signer
 
     outbox = None

@@ -110,7 +110,7 @@ def send_test_cmd(
     """Render EVENT with sample data, sign it and send it now; print the SMTP reply."""
     from .. import events as catalog
     from ..compose.pipeline import Pipeline
-    from ..delivery.smtp import transport_from_url
+    from ..delivery import transport_from_url
     from ..delivery.transport import Envelope
     from ..errors import UnknownEvent
     from ..outbox.base import describe, dkim_identity, plan
