@@ -28,7 +28,7 @@ import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from notifier.delivery.smtp import RelayTransport
+from notifier.delivery.relay import RelayTransport
 from notifier.delivery.transport import Envelope
 
 SENDER = "bounce@bounces.bench.test"

@@ -1,6 +1,7 @@
-"""pytest plugin: loopback SMTP, DNS and TLS fixtures for delivery tests.
+"""pytest plugin: loopback SMTP, DNS and TLS fixtures for the delivery and worker tests.
 
-Loaded by ``tests/conftest.py`` (``pytest_plugins``). Fixtures:
+Loaded by ``tests/conftest.py`` (``pytest_plugins``), so every test directory
+(``tests/delivery``, ``tests/worker``, ...) can use them. Fixtures:
 
 ``smtp_server``
     an aiosmtpd :class:`tests.smtpd.SMTPTestServer` on 127.0.0.1 and a free port, with

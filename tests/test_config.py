@@ -68,7 +68,7 @@ def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
 def test_bad_values_name_the_setting_and_its_source() -> None:
     with pytest.raises(ConfigError, match=r"^NOTIFIER_LEASE: 'soon' is not a duration"):
         Settings.load({"NOTIFIER_LEASE": "soon"})
-    with pytest.raises(ConfigError, match="^NOTIFIER_MAX_BATCH: .*greater than or equal to 1"):
+    with pytest.raises(ConfigError, match=r"^NOTIFIER_MAX_BATCH: .*greater than or equal to 1"):
         Settings.load({"NOTIFIER_MAX_BATCH": "0"})
 
 

@@ -146,7 +146,7 @@ async def _run_worker(
     Waits for the database if it is down at start-up; on shutdown the worker stops
     claiming, finishes the sends in flight and releases the rest.
     """
-    from ..delivery.smtp import transport_from_url
+    from ..delivery import transport_from_url
     from ..worker.loop import Worker, make_signer
 
     outbox = None

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from ..errors import DNSCheckError
 from .common import EXIT_DNS, EXIT_RUNTIME, command, load_settings, new_group
 
 #: ``dns check`` exit codes: every required check ok / some failed / some unknown only.
@@ -28,13 +27,13 @@ def _dns_group() -> None:
 def _nameserver(value: str | None) -> str | None:
     """A malformed ``--nameserver`` is a usage error (2); one that cannot be resolved is
     DNS not answering (3, from the check itself)."""
-    from ..dns.checks import parse_nameserver
+    from ..dns.resolver import NameserverError, parse_nameserver
 
     if value is not None:
         try:
-            parse_nameserver(value)
-        except DNSCheckError as exc:
-            if exc.__cause__ is None:  # not a failed lookup of the server's own name
+            parse_nameserver(value, names=False)
+        except NameserverError as exc:
+            if "must be an IP address" not in str(exc):  # a name is looked up by the check
                 raise typer.BadParameter(str(exc)) from None
     return value
 

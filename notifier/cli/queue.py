@@ -115,8 +115,8 @@ def send_test_cmd(
     """
     from .. import events as catalog
     from ..compose.pipeline import Pipeline
+    from ..delivery import transport_from_url
     from ..delivery.policy import describe
-    from ..delivery.smtp import transport_from_url
     from ..delivery.transport import Envelope
     from ..errors import UnknownEvent
     from ..signing.identity import dkim_identity

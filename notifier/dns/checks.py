@@ -9,8 +9,6 @@ skipped (reported unknown) so a dead nameserver costs one timeout, not one per r
 from __future__ import annotations
 
 import json
-import re
-import socket
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -24,6 +22,7 @@ from ..config import Settings
 from ..errors import DNSCheckError, KeyStoreError
 from ..signing.keys import KeyStore
 from .alignment import aligned, organisational_domain
+from .resolver import NameserverError, NoSystemResolver, sync_resolver
 
 Status = Literal["ok", "fail", "unknown"]
 
@@ -54,49 +53,21 @@ class _Answer:
     error: str = ""
 
 
-def parse_nameserver(value: str) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` → (address, port); names are resolved."""
-    value = value.strip()
-    port = 53
-    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\](?::(\d+))?", value)
-    if m:
-        host, port_text = m.group(1), m.group(2)
-    elif value.count(":") == 1:
-        host, port_text = value.split(":")
-    else:
-        host, port_text = value, None
-    if port_text:
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise DNSCheckError(f"nameserver port out of range: {value!r}")
-    if not host:
-        raise DNSCheckError(f"nameserver without a host: {value!r}")
-    try:
-        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise DNSCheckError(f"cannot resolve nameserver {host!r}: {exc}") from exc
-    return str(info[0][4][0]), port
-
-
 class _Lookup:
     """A resolver with no cache that turns dnspython outcomes into :class:`_Answer`."""
 
     def __init__(self, nameserver: str | None, timeout: float) -> None:
-        try:
-            if nameserver:
-                host, port = parse_nameserver(nameserver)
-                self.resolver = dns.resolver.Resolver(configure=False)
-                self.resolver.nameservers = [host]
-                self.resolver.port = port
-            else:
-                self.resolver = dns.resolver.Resolver()
-        except dns.exception.DNSException as exc:
-            raise DNSCheckError(f"no usable DNS resolver configuration: {exc}") from exc
         # Several tries per lookup within the total budget, so one lost packet is not
         # taken for a dead server.
+        try:
+            self.resolver = sync_resolver(
+                nameserver or None, lifetime=timeout, timeout=max(timeout / 3, 0.2)
+            )
+        except NameserverError as exc:
+            raise DNSCheckError(str(exc)) from exc
+        except NoSystemResolver as exc:
+            raise DNSCheckError(f"no usable DNS resolver configuration: {exc}") from exc
         self.lifetime = timeout
-        self.resolver.lifetime = timeout
-        self.resolver.timeout = max(timeout / 3, 0.2)
         self.dead: str | None = None
 
     def query(self, name: str, rdtype: str) -> _Answer:

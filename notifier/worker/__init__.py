@@ -1,1 +1,5 @@
-"""The delivery worker: claim, sign, send, record (see :mod:`notifier.worker.loop`)."""
+"""The delivery worker: claim, sign, send, record.
+
+:mod:`notifier.worker.loop` runs the worker (claimer, senders, recorder, heartbeat);
+:mod:`notifier.worker.job` walks one claimed message through the send steps.
+"""

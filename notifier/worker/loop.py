@@ -5,8 +5,9 @@ One worker process runs one asyncio loop:
 * the **claimer** leases batches of due messages (``Outbox.claim``) whenever fewer than
   one batch is waiting, and sleeps ``poll_interval`` when nothing is due;
 * ``concurrency`` **senders** take messages one at a time and walk each through the
-  steps of :class:`Job` — guard clauses in the manner of Postal's outgoing message
-  processor: each step either decides the outcome and stops, or hands on to the next;
+  steps of a :class:`~notifier.worker.job.Job` — guard clauses in the manner of
+  Postal's outgoing message processor: each step either decides the outcome and
+  stops, or hands on to the next;
 * the **recorder** writes finished outcomes in small batches (one transaction per
   ``flush_size`` or ``flush_interval``);
 * the **heartbeat** extends this worker's leases every ``lease / 3``, so a lease only
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import logging
 import os
 import random
@@ -33,21 +33,19 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..brands import BrandRegistry
-from ..delivery.policy import Decision, decide, expired
-from ..delivery.transport import AttemptResult, Envelope, Transport
+from ..delivery.transport import Transport
 from ..errors import NotifierError, StorageError
 from ..outbox import Claim, Delivery, Outbox, Status
-from ..signing.identity import dkim_identity
+from .job import Job
 
 if TYPE_CHECKING:
-    from ..brands import Brand
     from ..config import Settings
     from ..signing.dkim import Signer
 
@@ -115,137 +113,6 @@ class WorkerStats:
 def worker_name() -> str:
     """The lease token: host, pid and a random part (unique per worker run)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-class Job:
-    """One claimed message through the send steps.
-
-    Each step is a guard clause: it returns a :class:`Delivery` when the message's fate
-    is decided (and the remaining steps are skipped), or ``None`` to go on.
-    """
-
-    def __init__(self, worker: Worker, claim: Claim) -> None:
-        self.worker = worker
-        self.claim = claim
-        self.now = worker.clock()
-        self.brand: Brand | None = None
-        self.signed: bytes = b""
-        self.head: bytes | None = None
-        self.full: bytes | None = None
-        self.sha256: str | None = None
-        self.dkim: tuple[str | None, str | None] = (None, None)
-
-    async def run(self) -> Delivery:
-        steps: Sequence[Callable[[], Awaitable[Delivery | None]]] = (
-            self.check_lifetime,
-            self.check_suppression,
-            self.find_signer,
-            self.sign,
-            self.deliver,
-        )
-        try:
-            for step in steps:
-                delivery = await step()
-                if delivery is not None:
-                    return delivery
-            raise AssertionError("the deliver step always decides")
-        except Exception as exc:  # the catch-all: one bad message never stops the queue
-            log.exception("message %s: unexpected error", self.claim.id)
-            return self.attempted(
-                AttemptResult("transient", text=f"internal error: {type(exc).__name__}: {exc}")
-            )
-
-    # --- outcomes ------------------------------------------------------------------
-
-    def finish(self, decision: Decision, attempt: AttemptResult | None = None) -> Delivery:
-        c = self.claim
-        return Delivery(
-            id=c.id,
-            status=decision.status,
-            reason=decision.reason,
-            next_attempt_at=decision.next_attempt_at,
-            attempt=attempt,
-            signed_head=self.head,
-            signed_full=self.full,
-            sent_sha256=self.sha256,
-            dkim_domain=self.dkim[0],
-            dkim_selector=self.dkim[1],
-            suppress=decision.suppress,
-            rcpt_to=c.rcpt_to,
-            brand=c.brand,
-        )
-
-    def attempted(self, result: AttemptResult) -> Delivery:
-        """Classify an attempt (or a failure to attempt) with the retry schedule."""
-        w = self.worker
-        decision = decide(w.outbox.config, self.claim, result, w.clock(), w.rng)
-        return self.finish(decision, result)
-
-    # --- the steps ---------------------------------------------------------------------
-
-    async def check_lifetime(self) -> Delivery | None:
-        """Stale: more than ``expiry_grace`` past its deadline (the final attempt is
-        scheduled at the deadline, so this is a message a worker reaches too late, e.g.
-        after an outage): failed with 4.4.7 and not sent. A message that fails a
-        transient attempt at or after its deadline fails the same way (see ``decide``)."""
-        grace = self.worker.outbox.config.expiry_grace
-        if self.now > self.claim.deadline + grace:
-            return self.finish(expired(self.claim, self.now))
-        return None
-
-    async def check_suppression(self) -> Delivery | None:
-        """Optional mail to an address that bounced as unknown is not sent; mandatory
-        notices are (a registrar must attempt them)."""
-        if self.claim.suppressed and not self.claim.mandatory:
-            return self.finish(
-                Decision(Status.SUPPRESSED, "recipient is on the brand's suppression list")
-            )
-        return None
-
-    async def find_signer(self) -> Delivery | None:
-        try:
-            self.brand = self.worker.brands.get(self.claim.sign_brand)
-        except NotifierError as exc:
-            return self.attempted(AttemptResult("transient", text=f"cannot sign: {exc}"))
-        return None
-
-    async def sign(self) -> Delivery | None:
-        """DKIM-sign now with the brand's active key. A missing key is a configuration
-        problem: the message waits (deferred, reason recorded) until it is fixed or the
-        message's lifetime ends; the rest of the queue flows."""
-        assert self.brand is not None
-        data = self.claim.data
-        try:
-            signed = self.worker.signer.sign(data, self.brand)
-        except NotifierError as exc:
-            log.error("message %s: signing failed: %s", self.claim.id, exc)
-            return self.attempted(AttemptResult("transient", text=f"signing failed: {exc}"))
-        self.signed = signed
-        if signed.endswith(data):
-            self.head = signed[: len(signed) - len(data)]
-        else:  # the signer normalised the body: keep the whole message
-            self.full = signed
-            self.head = None
-        self.sha256 = hashlib.sha256(signed).hexdigest()
-        self.dkim = dkim_identity(self.head if self.head is not None else signed)
-        return None
-
-    async def deliver(self) -> Delivery:
-        c = self.claim
-        envelope = Envelope(c.message_id, c.mail_from, c.rcpt_to, self.signed)
-        try:
-            result = await self.worker.transport.send(envelope)
-        except Exception as exc:  # a transport must not raise; if it does, retry later
-            log.exception("message %s: transport raised", c.id)
-            result = AttemptResult("transient", text=f"transport error: {type(exc).__name__}")
-        if result.possible_duplicate:
-            log.warning(
-                "message %s %s: possible duplicate (connection lost after the final dot); "
-                "a retry carries the same Message-ID",
-                c.id,
-                c.message_id,
-            )
-        return self.attempted(result)
 
 
 class Worker:
@@ -538,7 +405,7 @@ async def serve(
     install_signals: bool = True,
 ) -> WorkerStats:
     """Run one worker with the settings' database, relay and keys until SIGTERM."""
-    from ..delivery.smtp import transport_from_url
+    from ..delivery import transport_from_url
     from ..outbox import open_outbox
 
     own_outbox = outbox is None
