@@ -118,13 +118,7 @@ def notifier_server(worker: bool, intake_processes: int | None = None) -> Iterat
         store = open_store(settings, Pipeline(settings))
         token = TokenStore(store).create(["admin"], label="bench")[1]
         store.outbox.close()  # type: ignore[attr-defined]
-        from notifier import cli
-
-        names = {
-            c.name or (c.callback.__name__ if c.callback else "")
-            for c in cli.app.registered_commands
-        }
-        module = "notifier.cli" if "serve" in names else "notifier.cli_api"
+        module = "notifier.cli"
         port = _free_port()
         env = {
             **os.environ,

@@ -95,3 +95,4 @@ def env_var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 pytest_plugins.append("tests.conftest_smtp")
+pytest_plugins.append("tests.conftest_dns")

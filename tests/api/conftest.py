@@ -63,14 +63,8 @@ def free_port() -> int:
 
 
 def serve_command() -> list[str]:
-    """``notifier serve``; ``python -m notifier.cli_api serve`` until cli.py registers it."""
-    from notifier import cli
-
-    names = {
-        c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands
-    }
-    module = "notifier.cli" if "serve" in names else "notifier.cli_api"
-    return [sys.executable, "-m", module, "serve"]
+    """``notifier serve`` in a new process."""
+    return [sys.executable, "-m", "notifier.cli", "serve"]
 
 
 @contextlib.contextmanager

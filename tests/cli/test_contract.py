@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -168,39 +167,8 @@ def test_dns_check_exits_3_when_the_nameserver_does_not_answer(
     assert "FAIL" not in result.stdout
 
 
-@pytest.fixture
-def servfail_nameserver() -> Iterator[str]:
-    """A loopback DNS server that answers every query with SERVFAIL."""
-    import dns.message
-    import dns.rcode
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(4096)
-            except OSError:
-                continue
-            reply = dns.message.make_response(dns.message.from_wire(data))
-            reply.set_rcode(dns.rcode.SERVFAIL)
-            sock.sendto(reply.to_wire(), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
-
-
 def test_send_test_exits_3_when_the_mx_lookup_gets_no_answer(
-    env: Path, servfail_nameserver: str
+    env: Path, servfail_server: str
 ) -> None:
     for brand, selector in (("acme", "acme2026a"), ("nordname", "nn2026a")):
         made = runner.invoke(app, ["dkim", "keygen", "--brand", brand, "--selector", selector])
@@ -216,7 +184,7 @@ def test_send_test_exits_3_when_the_mx_lookup_gets_no_answer(
             "--to",
             "aino@example.fi",
             "--smtp",
-            f"direct://?nameserver={servfail_nameserver}",
+            f"direct://?nameserver={servfail_server}",
         ],
     )
     assert result.exit_code == 3, result.output

@@ -13,7 +13,6 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -374,60 +373,7 @@ def test_inactive_selector_is_reported_but_not_required(world: World) -> None:
     assert all_ok(checks)
 
 
-# a DNS server that does not give an answer ---------------------------------------------------
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A UDP socket that reads queries and never replies."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
-
-    def drain() -> None:
-        while not stop.is_set():
-            try:
-                sock.recvfrom(4096)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=drain, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
-
-
-@pytest.fixture
-def servfail_server() -> Iterator[str]:
-    """A UDP server that answers every query with SERVFAIL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(4096)
-            except OSError:
-                continue
-            reply = dns.message.make_response(dns.message.from_wire(data))
-            reply.set_rcode(dns.rcode.SERVFAIL)
-            sock.sendto(reply.to_wire(), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
+# a DNS server that does not give an answer (fixtures in tests/conftest_dns.py) ------------
 
 
 DNS_CHECKS = ("dkim:s1", "dkim:e1", "spf", "dmarc", "link")
