@@ -48,7 +48,11 @@ SCENARIOS = [
     ("kustwebb", "platform"),
     ("kustwebb", "hold"),
 ]
-EVENTS = ["domain.renewal_reminder", "domain.renewed"]  # mandatory, optional
+EVENTS = [
+    "domain.renewal_reminder",  # mandatory
+    "domain.renewed",  # optional
+    "reseller.balance_low",  # the reseller's own account mail, in the platform's brand
+]
 TO = "aino.virtanen@example.fi"
 
 
@@ -225,6 +229,8 @@ def test_every_door_has_the_same_sender(
     assert seen["render"] == seen["preview"] == seen["api"] == seen["send-test"], seen
     own = policy == "own" or (policy == "hold" and event == "domain.renewed")
     expected_d = {"acme": "acme.fi", "kustwebb": "kustwebb.fi"}[brand] if own else "nordname.com"
+    if event.startswith("reseller."):  # sent in the platform's own brand, whatever the policy
+        expected_d = "nordname.com"
     assert seen["api"]["d"] == expected_d
     assert seen["api"]["reply_to"] is not None  # replies reach the reseller either way
 
