@@ -45,6 +45,7 @@ _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 # what a linkifier leaves out at the end of a link ("see https://x.com.")
 _TRAILING = ".,;:!?)]}*"
 _BREAKS = re.compile(r"[\t\n\r]")
+_C0_SPACE = "".join(map(chr, range(33)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,7 +165,7 @@ class Rewriter:
             token_end = _token_end(text, host_start)
             if html and (
                 "&" in text[start:token_end]
-                or text[token_end : token_end + 1] in ("\t", "\n", "\r")
+                or (token_end < len(text) and text[token_end].isspace())
             ):
                 span = self._html_span(text, pos, start, token_end)
                 if span is not None:
@@ -188,8 +189,10 @@ class Rewriter:
     ) -> tuple[int, int, str] | None:
         """The decoded reading of a link in HTML, rewritten: (from, to, new text), or
         ``None`` if it does not lead to a platform host. Inside a quoted attribute
-        value the whole value is read (a browser drops tabs and breaks in a URL)."""
+        value the whole value is one URL to a browser: tabs and breaks dropped, white
+        space at the ends stripped, spaces inside kept (in userinfo, say)."""
         a, b = max(start, pos), token_end
+        whole = False
         tag = text.rfind("<", 0, start)
         if tag > text.rfind(">", 0, start):
             quote = max(text.rfind('"', tag, start), text.rfind("'", tag, start))
@@ -197,12 +200,27 @@ class Rewriter:
             if q and text.count(q, tag, start) % 2 == 1:  # an opening quote
                 close = text.find(q, start)
                 if close >= 0:
-                    a, b = max(quote + 1, pos), close
-        read = _BREAKS.sub("", htmllib.unescape(text[a:b]))
-        new = self.rewrite_text(read)
-        if new == read:
+                    a, b, whole = max(quote + 1, pos), close, True
+        if not whole and text.find("&", a, b) < 0:
             return None
+        read = _BREAKS.sub("", htmllib.unescape(text[a:b]))
+        new = self._rewrite_value(read.strip(_C0_SPACE)) if whole else None
+        if new is None:
+            new = self.rewrite_text(read)
+            if new == read:
+                return None
         return a, b, htmllib.escape(new, quote=True)
+
+    def _rewrite_value(self, value: str) -> str | None:
+        """An attribute value that is one URL, rewritten if it leads to a platform host."""
+        for s, match_end in _positions(value)[:1]:
+            where = _link_start(value, s, match_end)
+            if where is None or where[0] != 0:
+                return None
+            end = _decide(value, where[1], len(value), self.matcher)
+            if end is not None:
+                return f"https://{self.link_host}{value[end:]}"
+        return None
 
     def rewrite(self, rendered: Rendered) -> Rendered:
         return dataclasses.replace(
