@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..fields import Email, SafeStr
 from . import mime, unsubscribe
-from .links import Rewriter
+from .links import Rewriter, refuse_disguised
 from .mime import Outgoing
 from .render import Event, Recipient, Rendered, Renderer, sample_event
 from .sender import Sender
@@ -130,6 +130,9 @@ class Pipeline:
         self.brands.get(envelope.brand, f"{p}brand")
         data = catalog.validate_data(envelope.event, envelope.data, f"{p}data")
         r = envelope.recipient
+        refuse_disguised(
+            self.settings.platform_hosts, [(f"{p}data", data), (f"{p}recipient.name", r.name)]
+        )
         return Event(
             name=envelope.event,
             spec=spec,
