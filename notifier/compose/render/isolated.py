@@ -12,8 +12,10 @@ dies or runs out of memory is replaced by a new one on the next render.
 
 Protocol, over the worker's stdin and stdout: length-prefixed frames. Requests are
 pickles (the parent is trusted); replies are JSON only, so that a template that
-escaped the sandbox cannot get code into the parent through ``pickle``. The worker
-dies with its parent (``PR_SET_PDEATHSIG`` on Linux; end of input everywhere).
+escaped the sandbox cannot get code into the parent through ``pickle``. A worker
+exits when its parent does: an idle one reads the end of its input; a busy one is
+ended by its CPU limit. (Not ``PR_SET_PDEATHSIG``: it fires when the *thread* that
+started the worker exits, and the API starts workers from threads that come and go.)
 """
 
 from __future__ import annotations
@@ -105,7 +107,6 @@ class _Worker:
             init = {
                 "path": sys.path,
                 "memory": MEMORY_BYTES,
-                "parent": os.getpid(),
                 "warm": _WARM_MODULE,
             }
             _write_frame(self.stdin, pickle.dumps(init))
@@ -127,9 +128,16 @@ class _Worker:
             self.kill()
             raise _Stopped("time", f"{timeout:g} s; the render was stopped") from None
         except (OSError, EOFError):
+            try:
+                self.proc.wait(1.0)  # it is gone, or going: its exit status says why
+            except subprocess.TimeoutExpired:
+                pass
             self.kill()
             raise self._death() from None
-        return json.loads(reply)
+        answer = json.loads(reply)
+        if answer.get("exit"):  # it ran out of memory: it exits, a new one takes over
+            self.close()
+        return answer
 
     def _death(self) -> _Stopped:
         code = self.proc.returncode
@@ -199,8 +207,12 @@ class Pool:
             while True:
                 if self._closed:
                     raise errors.RenderError("the template workers are shut down")
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive:
+                        return worker
+                    self._live -= 1  # killed while idle (OOM killer, an operator)
+                    worker.kill()
                 if self._live < self.size:
                     self._live += 1
                     break
@@ -254,16 +266,6 @@ def _close_pool() -> None:
 # --- in the worker process ---------------------------------------------------------------
 
 
-def _die_with_parent(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(0)
-
-
 def _limit_memory(extra: int) -> None:
     import resource
 
@@ -312,7 +314,6 @@ def main() -> None:
         init = pickle.loads(_read_frame(proto_in))
     except EOFError:
         return
-    _die_with_parent(init["parent"])
     sys.path[:] = init["path"]
     importlib.import_module(init["warm"])
 
@@ -325,6 +326,8 @@ def main() -> None:
             return
         _limit_cpu()
         reply, stop = _reply(fn, args)
+        if stop:
+            reply["exit"] = True
         _write_frame(out, json.dumps(reply).encode())
         if stop:
             return
