@@ -225,12 +225,12 @@ def test_a_worker_exits_with_its_parent(tmp_path: Path) -> None:
 # --- the service keeps answering --------------------------------------------------------
 
 
-def _body(brand: str, name: str, language: str, email: str = "aino@example.fi") -> dict[str, Any]:
+def _body(brand: str, name: str, language: str, **data: Any) -> dict[str, Any]:
     return {
         "event": name,
         "brand": brand,
-        "recipient": {"email": email, "language": language},
-        "data": dict(catalog.CATALOG[name].sample),
+        "recipient": {"email": "aino@example.fi", "language": language},
+        "data": {**catalog.CATALOG[name].sample, **data},
     }
 
 
@@ -285,7 +285,7 @@ def test_a_runaway_override_stalls_neither_the_api_nor_other_brands(
             # the killed worker was replaced: overrides render again
             again = await c.post(
                 "/v1/events",
-                json=_body("kustwebb", "domain.renewal_reminder", "sv", "bo@example.fi"),
+                json=_body("kustwebb", "domain.renewal_reminder", "sv", domain="bygg.se"),
                 headers=headers,
             )
             assert again.status_code == 202, again.text
