@@ -16,8 +16,10 @@ compiled once per environment and cached.
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from ...brands import Brand, BrandRegistry
 from ...errors import RenderError, TemplateNotFound
 from ...events import EventData, EventSpec
 from ...i18n import formatter
+from . import isolated
+from .bounds import MAX_OUTPUT_CHARS, MAX_RENDER_SECONDS, over
 from .helpers import (
     FILTERS,
     MODE_HELPERS,
@@ -39,15 +43,7 @@ from .helpers import (
     text_paragraphs,
     tidy,
 )
-from .sandbox import (
-    BUDGET,
-    MAX_OUTPUT_CHARS,
-    MAX_RENDER_SECONDS,
-    BoundedSandbox,
-    Budget,
-    Environment,
-    install_guards,
-)
+from .sandbox import BUDGET, BoundedSandbox, Budget, Environment, install_guards
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +107,31 @@ def make_env(search_path: list[Path], mode: str, sandboxed: bool) -> jinja2.Envi
     return env
 
 
-class Renderer:
-    """Renders events in a brand and language; owns the compiled-template caches."""
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What a worker process needs to render a message whose template chain includes a
+    brand override (:mod:`.isolated`): everything the parent decided, nothing it holds."""
 
-    def __init__(self, templates_dir: Path, brands: BrandRegistry) -> None:
+    renderer: str  # the parent renderer's id: a worker keeps its environments apart
+    search_path: tuple[Path, ...]  # the brand's templates, then the stock ones
+    event: Event
+    brand: Brand
+    account: Brand
+    lang: str
+    unsubscribe_url: str | None
+
+
+class Renderer:
+    """Renders events in a brand and language; owns the compiled-template caches.
+
+    Messages with a brand override render in a worker process (``isolate``, the
+    default) through :func:`render_job`; the rest in this process."""
+
+    def __init__(self, templates_dir: Path, brands: BrandRegistry, *, isolate: bool = True) -> None:
         self.templates_dir = templates_dir
         self.brands = brands
+        self.isolate = isolate
+        self.id = secrets.token_hex(8)
         self._envs: dict[tuple[str | None, str], jinja2.Environment] = {}
         self._override_hits: dict[tuple[str, str, str], bool] = {}
 
@@ -136,14 +151,25 @@ class Renderer:
             self._override_hits[key] = hit
         return hit
 
+    @staticmethod
+    def _override_file(override: Path, lang: str, event: str) -> Path:
+        """The brand's own file that a stopped render is blamed on (no line is known)."""
+        for name in (f"{lang}/{event}.jinja", f"{lang}/layout.jinja", "_shared"):
+            if (override / name).exists():
+                return override / name
+        return override
+
+    def _search_path(self, brand: Brand, sandboxed: bool) -> tuple[Path, ...]:
+        override = self.brands.override_dir(brand.id)
+        if sandboxed and override:
+            return (override, self.templates_dir)
+        return (self.templates_dir,)
+
     def _env(self, brand: Brand, mode: str, sandboxed: bool) -> jinja2.Environment:
         key = (brand.id if sandboxed else None, mode)
         env = self._envs.get(key)
         if env is None:
-            override = self.brands.override_dir(brand.id)
-            path = (
-                [override, self.templates_dir] if sandboxed and override else [self.templates_dir]
-            )
+            path = list(self._search_path(brand, sandboxed))
             env = self._envs[key] = make_env(path, mode, sandboxed=sandboxed)
         return env
 
@@ -159,55 +185,17 @@ class Renderer:
         account = self.brands.get(event.brand_id)
         brand = self.sending_brand(event.spec, event.data, account)
         lang = brand.choose_language(event.recipient.language)
-        data = event.data
-        ctx: dict[str, Any] = {name: getattr(data, name) for name in type(data).model_fields}
-        ctx.update(
-            data=data,
-            event=event.name,
-            brand=brand,
-            account=account,
-            recipient=event.recipient,
-            lang=lang,
-            mandatory=event.spec.mandatory,
-            unsubscribe_url=unsubscribe_url,
-            layout=f"{lang}/layout.jinja",
-            _memo=Memo(formatter(lang, brand.timezone)),
-        )
         sandboxed = self._overridden(brand, lang, event.name)
-        name = self.template_name(lang, event.name)
-        token = BUDGET.set(Budget()) if sandboxed else None
-        try:
-            text_env = self._env(brand, "text", sandboxed)
-            text_tmpl = text_env.get_template(name)
-            out = self._run(text_tmpl, {**ctx, "base": "_shared/layout.text.jinja"}, sandboxed)
-            raw_subject, found, text = out.partition(SUBJECT_END)
-            if not found:  # a brand's own text skeleton without the subject line
-                text = raw_subject
-                raw_subject = "".join(text_tmpl.blocks["subject"](text_tmpl.new_context(ctx)))
-            subject = " ".join(raw_subject.split())
-            text = tidy(text)
-            html_tmpl = self._env(brand, "html", sandboxed).get_template(name)
-            html_ctx = {**ctx, "base": "_shared/layout.html.jinja", "subject": subject}
-            html = self._run(html_tmpl, html_ctx, sandboxed)
-        except jinja2.TemplateNotFound as exc:
-            raise TemplateNotFound(f"{brand.id}: template {exc.name} not found") from exc
-        except KeyError as exc:
-            raise RenderError(f"{brand.id}: {name}: missing block {exc}") from exc
-        except jinja2.UndefinedError as exc:
-            raise RenderError(f"{brand.id}: {name}: {exc.message}") from exc
-        except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(f"{brand.id}: {exc.filename}:{exc.lineno}: {exc.message}") from exc
-        except jinja2.exceptions.SecurityError as exc:
-            raise RenderError(f"{brand.id}: {name}: not allowed in a template: {exc}") from exc
-        except RenderError:
-            raise
-        except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
-            raise RenderError(f"{brand.id}: {name}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            if token is not None:
-                BUDGET.reset(token)
-        if not subject:
-            raise RenderError(f"{brand.id}: {name}: empty subject")
+        path = self._search_path(brand, sandboxed)
+        job = Job(self.id, path, event, brand, account, lang, unsubscribe_url)
+        if sandboxed and self.isolate:
+            where = _display(path, self._override_file(path[0], lang, event.name))
+            parts = isolated.pool().run(render_job, job, where=where)
+            subject, text, html = parts["subject"], parts["text"], parts["html"]
+        else:
+            subject, text, html = render_parts(
+                job, lambda mode: self._env(brand, mode, sandboxed), sandboxed
+            )
         return Rendered(
             event=event.name,
             brand_id=brand.id,
@@ -221,21 +209,130 @@ class Renderer:
             unsubscribe_url=unsubscribe_url,
         )
 
-    @staticmethod
-    def _run(tmpl: jinja2.Template, ctx: Mapping[str, Any], bounded: bool) -> str:
-        if not bounded:
-            return tmpl.render(ctx)
-        budget = BUDGET.get()
-        parts: list[str] = []
-        size = 0
-        for i, piece in enumerate(tmpl.generate(ctx)):
-            size += len(piece)
-            if size > MAX_OUTPUT_CHARS:
-                raise RenderError(f"{tmpl.name}: output over {MAX_OUTPUT_CHARS} characters")
-            if i % 32 == 0 and time.monotonic() > budget.deadline:
-                raise RenderError(f"{tmpl.name}: rendering took over {MAX_RENDER_SECONDS} s")
-            parts.append(piece)
-        return "".join(parts)
+
+def render_parts(
+    job: Job, env_for: Callable[[str], jinja2.Environment], sandboxed: bool
+) -> tuple[str, str, str]:
+    """Subject, text and HTML of one message; errors name the template file and line."""
+    event, brand, lang = job.event, job.brand, job.lang
+    data = event.data
+    ctx: dict[str, Any] = {name: getattr(data, name) for name in type(data).model_fields}
+    ctx.update(
+        data=data,
+        event=event.name,
+        brand=brand,
+        account=job.account,
+        recipient=event.recipient,
+        lang=lang,
+        mandatory=event.spec.mandatory,
+        unsubscribe_url=job.unsubscribe_url,
+        layout=f"{lang}/layout.jinja",
+        _memo=Memo(formatter(lang, brand.timezone)),
+    )
+    name = f"{lang}/{event.name}.jinja"
+    token = BUDGET.set(Budget()) if sandboxed else None
+    try:
+        text_tmpl = env_for("text").get_template(name)
+        out = _run(text_tmpl, {**ctx, "base": "_shared/layout.text.jinja"}, sandboxed)
+        raw_subject, found, text = out.partition(SUBJECT_END)
+        if not found:  # a brand's own text skeleton without the subject line
+            text = raw_subject
+            raw_subject = "".join(text_tmpl.blocks["subject"](text_tmpl.new_context(ctx)))
+        subject = " ".join(raw_subject.split())
+        text = tidy(text)
+        html_tmpl = env_for("html").get_template(name)
+        html_ctx = {**ctx, "base": "_shared/layout.html.jinja", "subject": subject}
+        html = _run(html_tmpl, html_ctx, sandboxed)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateNotFound(f"{brand.id}: template {exc.name} not found") from exc
+    except KeyError as exc:
+        raise RenderError(f"{brand.id}: {name}: missing block {exc}") from exc
+    except jinja2.TemplateSyntaxError as exc:
+        where = _display(job.search_path, Path(exc.filename)) if exc.filename else name
+        raise RenderError(f"{brand.id}: {where}:{exc.lineno}: {exc.message}") from exc
+    except jinja2.UndefinedError as exc:
+        raise _located(exc, job, name, exc.message or "undefined") from exc
+    except jinja2.exceptions.SecurityError as exc:
+        raise _located(exc, job, name, f"not allowed in a template: {exc}") from exc
+    except RenderError as exc:
+        raise _located(exc, job, name, str(exc)) from exc
+    except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
+        raise _located(exc, job, name, f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if token is not None:
+            BUDGET.reset(token)
+    if not subject:
+        raise RenderError(f"{brand.id}: {name}: empty subject")
+    return subject, text, html
+
+
+def _display(search_path: tuple[Path, ...], file: Path) -> str:
+    """A template file as its author knows it: ``brands/acme/templates/fi/x.jinja``
+    for a brand's, ``templates/fi/x.jinja`` for a stock one."""
+    for root in search_path:
+        try:
+            rel = file.relative_to(root)
+        except ValueError:
+            continue
+        keep = 3 if root != search_path[-1] else 1  # brands/<id>/templates | templates
+        return "/".join((*root.parts[-keep:], *rel.parts))
+    return str(file)
+
+
+def _located(exc: BaseException, job: Job, name: str, message: str) -> RenderError:
+    """``message`` prefixed with the template file and line the error came from
+    (Jinja rewrites a render's traceback to point into the templates)."""
+    found: tuple[str, int] | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".jinja"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if found is None:
+        return RenderError(f"{job.brand.id}: {name}: {message}")
+    return RenderError(f"{_display(job.search_path, Path(found[0]))}:{found[1]}: {message}")
+
+
+def _run(tmpl: jinja2.Template, ctx: Mapping[str, Any], bounded: bool) -> str:
+    if not bounded:
+        return tmpl.render(ctx)
+    budget = BUDGET.get()
+    parts: list[str] = []
+    size = 0
+    for i, piece in enumerate(tmpl.generate(ctx)):
+        size += len(piece)
+        if size > MAX_OUTPUT_CHARS:
+            raise over("output", f"{MAX_OUTPUT_CHARS:,} characters")
+        if i % 32 == 0 and time.monotonic() > budget.deadline:
+            raise over("time", f"{MAX_RENDER_SECONDS} s")
+        parts.append(piece)
+    return "".join(parts)
+
+
+# --- in a worker process (:mod:`.isolated`) ---------------------------------------------
+
+#: sandboxed environments by (parent renderer, search path, mode), most recent last
+_JOB_ENVS: OrderedDict[tuple[str, tuple[Path, ...], str], jinja2.Environment] = OrderedDict()
+_JOB_ENVS_MAX = 32
+
+
+def render_job(job: Job) -> dict[str, str]:
+    """Render ``job`` in the sandbox; runs in a worker process. Environments (and their
+    compiled templates) are kept per parent renderer, as the parent would keep them."""
+
+    def env_for(mode: str) -> jinja2.Environment:
+        key = (job.renderer, job.search_path, mode)
+        env = _JOB_ENVS.get(key)
+        if env is None:
+            env = _JOB_ENVS[key] = make_env(list(job.search_path), mode, sandboxed=True)
+            while len(_JOB_ENVS) > _JOB_ENVS_MAX:
+                _JOB_ENVS.popitem(last=False)
+        _JOB_ENVS.move_to_end(key)
+        return env
+
+    subject, text, html = render_parts(job, env_for, sandboxed=True)
+    return {"subject": subject, "text": text, "html": html}
 
 
 def sample_event(name: str, brand_id: str, language: str | None = None) -> Event:

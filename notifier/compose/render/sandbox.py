@@ -1,65 +1,82 @@
-"""The environments templates run in, and the bounds on what a reseller's template may do.
+"""The environments templates run in, and the guards on what a reseller's template may do.
 
 Stock templates run in :class:`Environment`; a message whose template chain includes a
 brand override runs in :class:`BoundedSandbox`: Jinja's ``SandboxedEnvironment`` (no
-attribute escapes) plus a per-render work budget (loop steps and calls, and a deadline)
-and limits on the size of every value and of the output, so one reseller's template
-cannot stall or bloat the service for everyone.
+attribute escapes) plus a per-message work budget (loop steps and calls, characters
+produced, a deadline) and bounds on every value, each checked *before* the work from
+the operands (:mod:`.bounds`). The sandbox runs in a worker process with a hard kill
+and memory limits (:mod:`.isolated`), which stops whatever these guards miss.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 import jinja2
 from jinja2 import nodes as jinja_nodes
-from jinja2.runtime import markup_join
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.ext import Extension
+from jinja2.runtime import Undefined, markup_join
+from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
-from ...errors import RenderError
+from . import bounds
+from .bounds import (
+    MAX_OUTPUT_CHARS,
+    MAX_PRODUCED_CHARS,
+    MAX_RENDER_SECONDS,
+    MAX_STEPS,
+    MAX_VALUE_CHARS,
+    over,
+)
 
-MAX_OUTPUT_CHARS = 512 * 1024  # one rendered part of a reseller template
-MAX_VALUE_CHARS = 16 * 1024  # one value a reseller template computes
-MAX_STEPS = 10_000  # loop iterations + calls in one render of a reseller template
-MAX_RENDER_SECONDS = 2.0
+__all__ = [
+    "BUDGET",
+    "MAX_OUTPUT_CHARS",
+    "MAX_RENDER_SECONDS",
+    "MAX_STEPS",
+    "MAX_VALUE_CHARS",
+    "BoundedSandbox",
+    "Budget",
+    "Environment",
+    "install_guards",
+]
 
 
 class Budget:
-    """Work a reseller template may do in one render: loop iterations and calls
-    (``steps``), and wall time. Shared through a context variable by the guards."""
+    """Work a reseller template may do in one message: loop iterations and calls
+    (``steps``), characters output anywhere (set blocks and macros included) and wall
+    time. Shared through a context variable by the guards."""
 
-    __slots__ = ("deadline", "steps")
+    __slots__ = ("deadline", "produced", "steps")
 
     def __init__(self) -> None:
         self.steps = MAX_STEPS
+        self.produced = 0
         self.deadline = time.monotonic() + MAX_RENDER_SECONDS
 
     def tick(self) -> None:
         self.steps -= 1
         if self.steps < 0:
-            raise RenderError(f"template does too much work (over {MAX_STEPS} loop steps or calls)")
+            raise over("work", f"{MAX_STEPS:,} loop steps or calls")
         if time.monotonic() > self.deadline:
-            raise RenderError(f"rendering took over {MAX_RENDER_SECONDS} s")
+            raise over("time", f"{MAX_RENDER_SECONDS} s")
+
+    def charge(self, chars: int) -> None:
+        self.produced += chars
+        if self.produced > MAX_PRODUCED_CHARS:
+            raise over("work", f"{MAX_PRODUCED_CHARS:,} characters produced")
 
 
 BUDGET: contextvars.ContextVar[Budget] = contextvars.ContextVar("render_budget")
 
 
-def _check_value(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
-    if isinstance(value, (str, list, tuple, dict)) and len(value) > limit:
-        raise RenderError(f"template value too large ({len(value)} > {limit})")
-    return value
-
-
-def _check_args(args: Iterable[Any]) -> None:
-    for arg in args:
-        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_VALUE_CHARS:
-            raise RenderError(f"number too large for a template argument: {arg}")
+# --- the guards the rewritten template calls ------------------------------------------
 
 
 def _guard_iter(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -70,18 +87,50 @@ def _guard_iter(iterable: Iterable[Any]) -> Iterator[Any]:
 
 
 def _guard_concat(*parts: Any) -> Any:
-    return _check_value(markup_join(parts))
+    bounds.check_concat(parts)
+    return bounds.check_value(markup_join(parts))
+
+
+def _guard_out(value: Any) -> Any:
+    """An output expression: charged at its size before Jinja turns it into text."""
+    if isinstance(value, str):
+        BUDGET.get().charge(len(value))
+    elif not isinstance(value, Undefined):
+        BUDGET.get().charge(bounds.weight(value, MAX_PRODUCED_CHARS))
+    return value
+
+
+def _guard_charge(chars: int) -> str:
+    """Literal template text about to be output (in a loop it adds up)."""
+    BUDGET.get().charge(chars)
+    return ""
+
+
+class Guards(Extension):
+    """Holds the guard functions. The rewritten template reaches them as
+    ``environment.extensions[…].name`` (an ``ExtensionAttribute``), which a template
+    cannot shadow with a variable or macro of the same name."""
+
+    identifier = "notifier.guards"
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        self.iter = _guard_iter
+        self.concat = _guard_concat
+        self.out = _guard_out
+        self.charge = _guard_charge
 
 
 class _Guard(NodeTransformer):
-    """Routes every ``for`` loop and ``~`` concatenation of a reseller template through
-    the budget guards above (the sandbox itself intercepts neither)."""
+    """Routes every ``for`` loop, ``~`` concatenation and output of a reseller template
+    through the guards above (the sandbox itself intercepts none of them)."""
 
     def __init__(self, env: jinja2.Environment) -> None:
         self.env = env
 
     def _call(self, name: str, args: list[Any], lineno: int) -> jinja_nodes.Call:
-        node = jinja_nodes.Call(jinja_nodes.Name(name, "load"), args, [], None, None)
+        func = jinja_nodes.ExtensionAttribute(Guards.identifier, name)
+        node = jinja_nodes.Call(func, args, [], None, None)
         node.set_lineno(lineno)
         node.set_environment(self.env)
         return node
@@ -89,23 +138,141 @@ class _Guard(NodeTransformer):
     def visit_For(self, node: jinja_nodes.For) -> jinja_nodes.Node:
         visited = self.generic_visit(node)
         assert isinstance(visited, jinja_nodes.For)
-        visited.iter = self._call("_guard_iter", [visited.iter], visited.lineno)
+        visited.iter = self._call("iter", [visited.iter], visited.lineno)
         return visited
 
     def visit_Concat(self, node: jinja_nodes.Concat) -> jinja_nodes.Node:
         visited = self.generic_visit(node)
         assert isinstance(visited, jinja_nodes.Concat)
-        return self._call("_guard_concat", list(visited.nodes), visited.lineno)
+        return self._call("concat", list(visited.nodes), visited.lineno)
+
+    def visit_Output(self, node: jinja_nodes.Output) -> jinja_nodes.Node:
+        visited = self.generic_visit(node)
+        assert isinstance(visited, jinja_nodes.Output)
+        literal = 0
+        children: list[jinja_nodes.Expr] = []
+        for child in visited.nodes:
+            if isinstance(child, jinja_nodes.TemplateData):
+                literal += len(child.data)
+                children.append(child)
+            else:
+                children.append(self._call("out", [child], child.lineno))
+        if literal:
+            const = jinja_nodes.Const(literal, lineno=visited.lineno)
+            children.insert(0, self._call("charge", [const], visited.lineno))
+        visited.nodes = children
+        return visited
 
 
-def _sized_filter(func: Callable[..., Any], limit: int) -> Callable[..., Any]:
+# --- str.format, % and the filters: bounded before the work --------------------------
+
+
+class _BoundedFormatting:
+    """``str.format`` for templates: each field's spec is checked before it is
+    formatted, and the running length after each field (``'{0}{0}{0}…'``)."""
+
+    _length = 0
+
+    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
+        self._length = len(format_string)
+        result: str = super().vformat(format_string, args, kwargs)  # type: ignore[misc]
+        return result
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        bounds.check_format_spec(format_spec)
+        bounds.check_weight(value, MAX_VALUE_CHARS)
+        result = super().format_field(value, format_spec)  # type: ignore[misc]
+        self._length += len(result)
+        bounds.check_size(self._length)
+        return result
+
+
+class _Formatter(_BoundedFormatting, SandboxedFormatter):
+    pass
+
+
+class _EscapeFormatter(_BoundedFormatting, SandboxedEscapeFormatter):
+    pass
+
+
+def _pre_replace(a: dict[str, Any]) -> None:
+    count = a.get("count")
+    bounds.check_size(
+        bounds.replace_estimate(a["s"], a["old"], a["new"], -1 if count is None else count)
+    )
+
+
+def _pre_join(a: dict[str, Any]) -> None:
+    bounds.check_size(bounds.join_estimate(a["d"], a["value"]))
+
+
+def _pre_indent(a: dict[str, Any]) -> None:
+    bounds.check_size(bounds.indent_estimate(a["s"], a["width"]))
+
+
+def _pre_wordwrap(a: dict[str, Any]) -> None:
+    bounds.check_size(bounds.wordwrap_estimate(a["s"], a["width"], a["wrapstring"]))
+
+
+def _pre_format(a: dict[str, Any]) -> None:
+    bounds.check_printf(str(a["value"]), a["kwargs"] or a["args"])
+
+
+#: filters whose result can be much larger than their input: estimated first
+_PRECHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "replace": _pre_replace,
+    "join": _pre_join,
+    "indent": _pre_indent,
+    "wordwrap": _pre_wordwrap,
+    "format": _pre_format,
+}
+
+
+def _sized_filter(name: str, func: Callable[..., Any], limit: int) -> Callable[..., Any]:
+    precheck = _PRECHECKS.get(name)
+    signature = inspect.signature(func) if precheck else None
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _check_args(args[1:])
-        _check_args(kwargs.values())
-        return _check_value(func(*args, **kwargs), limit)
+        bounds.check_int_args(args[1:])
+        bounds.check_int_args(kwargs.values())
+        for arg in args:
+            if not isinstance(arg, (jinja2.runtime.Context, jinja_nodes.EvalContext)):
+                bounds.check_weight(arg)
+        if signature is not None and precheck is not None:
+            if name == "join":  # a generator is read once: measured, then joined
+                i = 1 if args and isinstance(args[0], jinja_nodes.EvalContext) else 0
+                if len(args) > i:
+                    args = (*args[:i], bounds.sized(args[i]), *args[i + 1 :])
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                pass  # the call itself fails with Jinja's message
+            else:
+                bound.apply_defaults()
+                precheck(bound.arguments)
+        return bounds.check_value(func(*args, **kwargs), limit)
 
     return wrapper
+
+
+def _str_precheck(s: str, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``str`` methods that multiply their input, estimated from their arguments."""
+    if name == "replace" and len(args) >= 2:
+        bounds.check_size(bounds.replace_estimate(s, *args[:3]))
+    elif name == "join" and args:
+        items = bounds.sized(args[0])
+        bounds.check_size(bounds.join_estimate(s, items))
+        return (items, *args[1:])
+    elif name == "expandtabs":
+        bounds.check_size(bounds.expandtabs_estimate(s, *args[:1]))
+    elif name == "translate" and args:
+        bounds.check_size(bounds.translate_estimate(s, args[0]))
+    return args
+
+
+#: what Jinja's compiler passes along with a call made in a loop or block
+_JINJA_KWARGS = frozenset({"_loop_vars", "_block_vars", "caller"})
 
 
 class Environment(jinja2.Environment):
@@ -121,14 +288,17 @@ class Environment(jinja2.Environment):
 
 class BoundedSandbox(Environment, SandboxedEnvironment):
     """Jinja's sandbox (no attribute escapes), plus bounds on work and size: loop
-    iterations and calls count against a per-render budget with a deadline; ``*``,
-    ``**``, ``+``, ``~``, filters and calls refuse huge arguments and results."""
+    iterations and calls count against a per-message budget with a deadline; ``*``,
+    ``**``, ``+``, ``%``, ``~``, ``str.format``, filters and calls are refused from
+    their operands when the result would be too large."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["extensions"] = [*kwargs.get("extensions", ()), Guards]
         super().__init__(*args, **kwargs)
         self._safe_attributes: dict[tuple[type, str], bool] = {}
+        self.globals.pop("lipsum", None)  # 16,000 paragraphs of filler in one call
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         """Jinja's verdict, remembered per (type, attribute name): it depends on nothing
@@ -154,28 +324,64 @@ class BoundedSandbox(Environment, SandboxedEnvironment):
         return result
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and right > 64:
-            raise RenderError("exponent too large in template")
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
-                    if len(seq) * n > MAX_VALUE_CHARS:
-                        raise RenderError("template value too large")
-        return _check_value(super().call_binop(context, operator, left, right))
+        if operator == "**":
+            bounds.check_power(left, right)
+        elif operator == "*":
+            bounds.check_multiply(left, right)
+        elif operator == "+":
+            bounds.check_add(left, right)
+        elif operator == "%" and isinstance(left, str):
+            bounds.check_printf(left, right)
+        return bounds.check_value(super().call_binop(context, operator, left, right))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` and ``format_map`` as Jinja wraps them, with the formatter
+        swapped for one that bounds each field (:class:`_BoundedFormatting`)."""
+        if super().wrap_str_format(value) is None:
+            return None
+        f_self = value.__self__
+        formatter: SandboxedFormatter = (
+            _EscapeFormatter(self, escape=f_self.escape)
+            if isinstance(f_self, Markup)
+            else _Formatter(self)
+        )
+        str_type: type[str] = type(f_self)
+        if value.__name__ == "format_map":
+
+            def wrapper(mapping: Any) -> str:
+                return str_type(formatter.vformat(f_self, (), mapping))
+
+        else:
+
+            def wrapper(*args: Any, **kwargs: Any) -> str:  # type: ignore[misc]
+                return str_type(formatter.vformat(f_self, args, kwargs))
+
+        return functools.update_wrapper(wrapper, value)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if __obj is _guard_out or __obj is _guard_charge or __obj is _guard_iter:
+            return __obj(*args)  # kwargs: only Jinja's _loop_vars/_block_vars
+        if __obj is _guard_concat:
+            return __obj(*args)
         BUDGET.get().tick()
-        _check_args(args)
-        _check_args(kwargs.values())
-        return _check_value(super().call(__context, __obj, *args, **kwargs))
+        named = [v for k, v in kwargs.items() if k not in _JINJA_KWARGS]
+        bounds.check_int_args(args)
+        bounds.check_int_args(named)
+        for arg in (*args, *named):
+            bounds.check_weight(arg)
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            args = _str_precheck(owner, getattr(__obj, "__name__", ""), args)
+        result = bounds.check_value(super().call(__context, __obj, *args, **kwargs))
+        if isinstance(owner, (list, dict, set)):  # append, extend, update, …
+            bounds.check_value(owner)
+        return result
 
 
 def install_guards(env: jinja2.Environment) -> None:
-    """Bound a sandbox's filters and give it the guards :class:`_Guard` calls; run after
-    every filter is installed (a filter added later would escape the size bounds)."""
+    """Bound a sandbox's filters; run after every filter is installed (a filter added
+    later would escape the size bounds)."""
     env.filters = {
-        name: _sized_filter(f, MAX_OUTPUT_CHARS if name == "paragraphs" else MAX_VALUE_CHARS)
+        name: _sized_filter(name, f, MAX_OUTPUT_CHARS if name == "paragraphs" else MAX_VALUE_CHARS)
         for name, f in env.filters.items()
     }
-    env.globals["_guard_iter"] = _guard_iter
-    env.globals["_guard_concat"] = _guard_concat
