@@ -8,11 +8,18 @@ One worker process runs one asyncio loop:
   steps of a :class:`~notifier.worker.job.Job` — guard clauses in the manner of
   Postal's outgoing message processor: each step either decides the outcome and
   stops, or hands on to the next;
-* the **recorder** writes finished outcomes in small batches (one transaction per
-  ``flush_size`` or ``flush_interval``);
+* the **recorder** writes each outcome as soon as it is known: one transaction takes
+  everything that finished meanwhile (a group commit of up to ``flush_size``), and
+  while it commits the next group gathers. A 250 waits milliseconds for its record,
+  not a timer's tick: that wait is the window in which a ``kill -9`` makes the next
+  worker send a message again, so it must be short (at most about one duplicate per
+  killed worker); a busy worker still writes many outcomes per commit;
 * the **heartbeat** extends this worker's leases every ``lease / 3``, so a lease only
   expires when the worker is gone (``kill -9``, a lost machine); then any worker
   reclaims the message and sends it again with the same Message-ID.
+
+A database outage is logged when it starts and when it ends (:mod:`.health`), not on
+every poll, and each loop retries with a doubling wait up to ``backoff_max``.
 
 SIGTERM (or SIGINT) stops claiming, lets the sends in flight finish and be recorded,
 and releases the messages claimed but not started, so another worker takes them at
@@ -43,6 +50,7 @@ from ..brands import BrandRegistry
 from ..delivery.transport import Transport
 from ..errors import NotifierError, StorageError
 from ..outbox import Claim, Delivery, Outbox, Status
+from .health import Backoff, DatabaseHealth
 from .job import Job
 
 if TYPE_CHECKING:
@@ -66,17 +74,22 @@ class WorkerConfig:
     poll_interval: float = 1.0
     #: extend leases this often; default a third of the lease
     heartbeat_interval: float | None = None
-    #: write outcomes at least this often, or when this many are waiting
+    #: outcomes are written as soon as any are done; an idle recorder looks again
+    #: this often (a safety net), and one transaction takes at most ``flush_size``
     flush_interval: float = 0.1
     flush_size: int = 100
+    #: during a database outage, retries wait ``poll_interval``, doubling up to this
+    backoff_max: float = 5.0
     #: look for held messages of brands whose DNS is now verified; purge old evidence
     housekeeping_interval: float = 300.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1 or self.flush_size < 1:
             raise NotifierError("worker: batch_size, concurrency and flush_size must be >= 1")
-        if self.poll_interval <= 0 or self.flush_interval <= 0:
-            raise NotifierError("worker: poll_interval and flush_interval must be positive")
+        if self.poll_interval <= 0 or self.flush_interval <= 0 or self.backoff_max <= 0:
+            raise NotifierError(
+                "worker: poll_interval, flush_interval and backoff_max must be positive"
+            )
 
 
 @dataclass
@@ -139,6 +152,7 @@ class Worker:
         self.clock = clock or outbox.clock
         self.rng = rng or random.Random()
         self.stats = WorkerStats()
+        self.health = DatabaseHealth(self.name)
         self._db: ThreadPoolExecutor | None = None
         self._stop_requested = False
         self._stopping: asyncio.Event | None = None
@@ -172,10 +186,20 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping is not None and self._stopping.is_set()
 
-    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a (blocking) outbox call on this worker's own database thread."""
+    async def _db_call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a (blocking) outbox call on this worker's own database thread; its
+        failure or success tells :attr:`health` (which logs an outage once)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, partial(fn, *args))
+        try:
+            result = await loop.run_in_executor(self._db, partial(fn, *args))
+        except StorageError as exc:
+            self.health.failed(what, exc)
+            raise
+        self.health.ok()
+        return result
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.config.poll_interval, self.config.backoff_max)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -221,16 +245,18 @@ class Worker:
     async def _claimer(self, until_idle: bool) -> None:
         assert self._stopping is not None and self._wake is not None
         cfg = self.config
+        backoff = self._backoff()
         while not self._stopping.is_set():
             await self._maybe_housekeeping()
             if self._todo.qsize() < cfg.batch_size:
                 try:
-                    claims = await self._db_call(self.outbox.claim, self.name, cfg.batch_size)
-                except StorageError as exc:
-                    log.error("worker %s: claim failed: %s", self.name, exc)
-                    claims = []
-                    await self._sleep(cfg.poll_interval)
+                    claims = await self._db_call(
+                        "claim", self.outbox.claim, self.name, cfg.batch_size
+                    )
+                except StorageError:
+                    await self._sleep(backoff.next(), wake=False)
                     continue
+                backoff.reset()
                 for c in claims:
                     self._in_hand.add(c.id)
                     self._todo.put_nowait(c)
@@ -243,14 +269,15 @@ class Worker:
             else:
                 await self._sleep(cfg.poll_interval)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep until ``seconds`` pass, a sender frees room, or stop."""
+    async def _sleep(self, seconds: float, *, wake: bool = True) -> None:
+        """Sleep until ``seconds`` pass, stop, or (with ``wake``) a sender frees room."""
         assert self._wake is not None and self._stopping is not None
         self._wake.clear()
         if self._stopping.is_set():
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            event = self._wake if wake else self._stopping
+            await asyncio.wait_for(event.wait(), seconds)
         except TimeoutError:
             pass
 
@@ -270,38 +297,41 @@ class Worker:
             finally:
                 self._active -= 1
             self._done.append(delivery)
-            if len(self._done) >= self.config.flush_size:
-                self._flush_now.set()
+            self._flush_now.set()  # record it now: see _recorder
             if self._todo.qsize() < self.config.batch_size:
                 self._wake.set()
 
     async def _recorder(self) -> None:
+        """Group commit: write whatever is done as soon as anything is; outcomes that
+        finish during a commit wait only for it to end, then go in the next one."""
         assert self._stopping is not None and self._flush_now is not None
+        backoff = self._backoff()
         while True:
-            try:
-                await asyncio.wait_for(self._flush_now.wait(), self.config.flush_interval)
-            except TimeoutError:
-                pass
-            self._flush_now.clear()
-            ok = await self._flush()
-            if self._stopping.is_set() and self._active == 0 and self._todo.empty():
-                return
-            if not ok:
-                await asyncio.sleep(min(5.0, self.config.poll_interval))
+            idle = self._stopping.is_set() and self._active == 0 and self._todo.empty()
+            if not self._done:
+                if idle:
+                    return
+                self._flush_now.clear()
+                try:
+                    await asyncio.wait_for(self._flush_now.wait(), self.config.flush_interval)
+                except TimeoutError:
+                    pass
+                continue
+            if await self._flush():
+                backoff.reset()
+            elif idle:
+                return  # run() makes the last tries (_final_flush)
+            else:
+                await asyncio.sleep(backoff.next())
 
     async def _flush(self) -> bool:
         if not self._done:
             return True
-        batch, self._done = self._done, []
+        size = self.config.flush_size
+        batch, self._done = self._done[:size], self._done[size:]
         try:
-            lost = await self._db_call(self.outbox.complete, self.name, batch)
-        except StorageError as exc:
-            log.error(
-                "worker %s: recording %d outcome(s) failed, will retry: %s",
-                self.name,
-                len(batch),
-                exc,
-            )
+            lost = await self._db_call("recording outcomes", self.outbox.complete, self.name, batch)
+        except StorageError:
             self._done = batch + self._done
             return False
         except Exception:  # a bug must not silently stop the recording of outcomes
@@ -320,7 +350,10 @@ class Worker:
 
     async def _final_flush(self) -> None:
         for attempt in range(5):
-            if await self._flush():
+            while self._done:
+                if not await self._flush():
+                    break
+            if not self._done:
                 return
             await asyncio.sleep(0.5 * (attempt + 1))
         log.error(
@@ -340,7 +373,7 @@ class Worker:
         if not ids:
             return
         try:
-            released = await self._db_call(self.outbox.release, self.name, ids)
+            released = await self._db_call("release", self.outbox.release, self.name, ids)
         except StorageError as exc:
             log.error(
                 "worker %s: releasing %d message(s) failed (they return when the "
@@ -362,9 +395,9 @@ class Worker:
             if not self._in_hand:
                 continue
             try:
-                await self._db_call(self.outbox.heartbeat, self.name)
-            except StorageError as exc:
-                log.error("worker %s: heartbeat failed: %s", self.name, exc)
+                await self._db_call("heartbeat", self.outbox.heartbeat, self.name)
+            except StorageError:
+                pass  # logged by self.health; the next beat tries again
 
     async def _maybe_housekeeping(self) -> None:
         if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:
@@ -375,14 +408,14 @@ class Worker:
         self._last_housekeeping = time.monotonic()
         verified = [b.id for b in self.brands.all() if b.dns_verified or b.platform]
         try:
-            released = await self._db_call(self.outbox.release_held, verified)
+            released = await self._db_call("housekeeping", self.outbox.release_held, verified)
             if released:
                 log.info("released %d held message(s) of verified brands", released)
-            purged = await self._db_call(self.outbox.purge)
+            purged = await self._db_call("housekeeping", self.outbox.purge)
             if purged:
                 log.info("purged %d message(s) past the retention period", purged)
-        except StorageError as exc:
-            log.error("worker %s: housekeeping failed: %s", self.name, exc)
+        except StorageError:
+            pass  # logged by self.health; tried again at the next interval
 
 
 # --- process entry ---------------------------------------------------------------------
