@@ -11,6 +11,7 @@ a long outage costs a few queries a minute rather than five a second.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,13 +37,15 @@ class Backoff:
 
 
 class DatabaseHealth:
-    """The outbox's state for one worker: up, or down since when."""
+    """The outbox's state for one worker: up, or down since when (shared by its
+    database thread and its recorder thread, hence the lock)."""
 
     def __init__(self, worker: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.worker = worker
         self.clock = clock
         self.down_since: float | None = None
         self.failures = 0
+        self._lock = threading.Lock()
 
     @property
     def down(self) -> bool:
@@ -50,9 +53,12 @@ class DatabaseHealth:
 
     def failed(self, what: str, exc: BaseException) -> None:
         """A call failed: an ERROR the first time, DEBUG while the outage lasts."""
-        self.failures += 1
-        if self.down_since is None:
-            self.down_since = self.clock()
+        with self._lock:
+            self.failures += 1
+            first = self.down_since is None
+            if first:
+                self.down_since = self.clock()
+        if first:
             log.error(
                 "worker %s: database unavailable: %s (%s failed; retrying with backoff)",
                 self.worker,
@@ -64,14 +70,15 @@ class DatabaseHealth:
 
     def ok(self) -> None:
         """A call succeeded: one WARNING if the database had been down."""
-        if self.down_since is None:
-            return
-        seconds = self.clock() - self.down_since
+        with self._lock:
+            if self.down_since is None:
+                return
+            seconds, failures = self.clock() - self.down_since, self.failures
+            self.down_since = None
+            self.failures = 0
         log.warning(
             "worker %s: database available again after %.1f s (%d failed call(s))",
             self.worker,
             seconds,
-            self.failures,
+            failures,
         )
-        self.down_since = None
-        self.failures = 0

@@ -8,15 +8,15 @@ One worker process runs one asyncio loop:
   steps of a :class:`~notifier.worker.job.Job` — guard clauses in the manner of
   Postal's outgoing message processor: each step either decides the outcome and
   stops, or hands on to the next;
-* the **recorder** writes each outcome as soon as it is known: one transaction takes
-  everything that finished meanwhile (a group commit of up to ``flush_size``), and
-  while it commits the next group gathers. A 250 waits milliseconds for its record,
-  not a timer's tick: that wait is the window in which a ``kill -9`` makes the next
-  worker send a message again, so it must be short (at most about one duplicate per
-  killed worker); a busy worker still writes many outcomes per commit;
-* the **heartbeat** extends this worker's leases every ``lease / 3``, so a lease only
-  expires when the worker is gone (``kill -9``, a lost machine); then any worker
-  reclaims the message and sends it again with the same Message-ID.
+* the **recorder** (:mod:`.recorder`, a thread of its own) commits each outcome as
+  soon as it is known: one transaction takes everything that finished meanwhile (a
+  group commit of up to ``flush_size``) while the next group gathers. A 250 waits
+  milliseconds for its record, not a timer's tick nor a busy event loop: that wait is
+  the window in which a ``kill -9`` makes the next worker send a message again;
+* the **heartbeat** extends this worker's leases every ``lease / 3`` (through the
+  recorder), so a lease only expires when the worker is gone (``kill -9``, a lost
+  machine); then any worker reclaims the message and sends it again with the same
+  Message-ID.
 
 A database outage is logged when it starts and when it ends (:mod:`.health`), not on
 every poll, and each loop retries with a doubling wait up to ``backoff_max``.
@@ -52,6 +52,7 @@ from ..errors import NotifierError, StorageError
 from ..outbox import Claim, Delivery, Outbox, Status
 from .health import Backoff, DatabaseHealth
 from .job import Job
+from .recorder import Recorder
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -74,10 +75,10 @@ class WorkerConfig:
     poll_interval: float = 1.0
     #: extend leases this often; default a third of the lease
     heartbeat_interval: float | None = None
-    #: outcomes are written as soon as any are done; an idle recorder looks again
-    #: this often (a safety net), and one transaction takes at most ``flush_size``
-    flush_interval: float = 0.1
+    #: at most this many outcomes per transaction (they are written as soon as done)
     flush_size: int = 100
+    #: unused since outcomes are written at once; kept so that callers setting it work
+    flush_interval: float = 0.1
     #: during a database outage, retries wait ``poll_interval``, doubling up to this
     backoff_max: float = 5.0
     #: look for held messages of brands whose DNS is now verified; purge old evidence
@@ -157,9 +158,8 @@ class Worker:
         self._stop_requested = False
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
-        self._flush_now: asyncio.Event | None = None
         self._todo: asyncio.Queue[Claim | None] = asyncio.Queue()
-        self._done: list[Delivery] = []
+        self._recorder: Recorder | None = None
         self._in_hand: set[int] = set()
         self._unstarted: list[int] = []
         self._active = 0
@@ -207,7 +207,6 @@ class Worker:
         """Work until :meth:`stop` (or, with ``until_idle``, until nothing is due)."""
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._flush_now = asyncio.Event()
         self._todo = asyncio.Queue()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         if self._stop_requested:
@@ -219,8 +218,16 @@ class Worker:
             self.config.batch_size,
             self.config.concurrency,
         )
+        self._recorder = recorder = Recorder(
+            self.outbox,
+            self.name,
+            self.health,
+            self._backoff(),
+            flush_size=self.config.flush_size,
+            recorded=self._recorded,
+        )
+        recorder.start(asyncio.get_running_loop())
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
-        recorder = asyncio.create_task(self._recorder())
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._housekeeping()
@@ -230,11 +237,10 @@ class Worker:
             for _ in senders:
                 self._todo.put_nowait(None)
             await asyncio.gather(*senders, return_exceptions=True)
-            self._flush_now.set()
-            await asyncio.gather(recorder, return_exceptions=True)
-            await self._final_flush()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await recorder.close()  # what is done is recorded (or, failing that, logged)
+            self._recorder = None
             await self._release_unstarted()
             self._db.shutdown(wait=True)
             self._db = None
@@ -283,7 +289,7 @@ class Worker:
 
     async def _sender(self) -> None:
         assert self._stopping is not None and self._wake is not None
-        assert self._flush_now is not None
+        assert self._recorder is not None
         while True:
             claim = await self._todo.get()
             if claim is None:
@@ -296,72 +302,21 @@ class Worker:
                 delivery = await Job(self, claim).run()
             finally:
                 self._active -= 1
-            self._done.append(delivery)
-            self._flush_now.set()  # record it now: see _recorder
+            self._recorder.add(delivery)  # committed at once, on the recorder's thread
             if self._todo.qsize() < self.config.batch_size:
                 self._wake.set()
+            # let the other senders whose 250 has arrived hand theirs over too before
+            # this one signs its next message (milliseconds of CPU each)
+            await asyncio.sleep(0)
 
-    async def _recorder(self) -> None:
-        """Group commit: write whatever is done as soon as anything is; outcomes that
-        finish during a commit wait only for it to end, then go in the next one."""
-        assert self._stopping is not None and self._flush_now is not None
-        backoff = self._backoff()
-        while True:
-            idle = self._stopping.is_set() and self._active == 0 and self._todo.empty()
-            if not self._done:
-                if idle:
-                    return
-                self._flush_now.clear()
-                try:
-                    await asyncio.wait_for(self._flush_now.wait(), self.config.flush_interval)
-                except TimeoutError:
-                    pass
-                continue
-            if await self._flush():
-                backoff.reset()
-            elif idle:
-                return  # run() makes the last tries (_final_flush)
-            else:
-                await asyncio.sleep(backoff.next())
-
-    async def _flush(self) -> bool:
-        if not self._done:
-            return True
-        size = self.config.flush_size
-        batch, self._done = self._done[:size], self._done[size:]
-        try:
-            lost = await self._db_call("recording outcomes", self.outbox.complete, self.name, batch)
-        except StorageError:
-            self._done = batch + self._done
-            return False
-        except Exception:  # a bug must not silently stop the recording of outcomes
-            log.exception(
-                "worker %s: recording %d outcome(s) failed, will retry", self.name, len(batch)
-            )
-            self._done = batch + self._done
-            return False
+    def _recorded(self, batch: list[Delivery], lost: list[int]) -> None:
+        """On the loop, once the recorder has committed ``batch``."""
         for d in batch:
             self._in_hand.discard(d.id)
             self.stats.count(d.status)
             if d.attempt is not None and d.attempt.possible_duplicate:
                 self.stats.possible_duplicates += 1
         self.stats.lost_leases += len(lost)
-        return True
-
-    async def _final_flush(self) -> None:
-        for attempt in range(5):
-            while self._done:
-                if not await self._flush():
-                    break
-            if not self._done:
-                return
-            await asyncio.sleep(0.5 * (attempt + 1))
-        log.error(
-            "worker %s: %d outcome(s) could not be recorded; their leases expire and the "
-            "messages are sent again (same Message-ID)",
-            self.name,
-            len(self._done),
-        )
 
     async def _release_unstarted(self) -> None:
         ids = list(self._unstarted)
@@ -392,12 +347,8 @@ class Worker:
         interval = self.config.heartbeat_interval or self.outbox.config.lease / 3
         while True:
             await asyncio.sleep(interval)
-            if not self._in_hand:
-                continue
-            try:
-                await self._db_call("heartbeat", self.outbox.heartbeat, self.name)
-            except StorageError:
-                pass  # logged by self.health; the next beat tries again
+            if self._in_hand and self._recorder is not None:
+                self._recorder.heartbeat()  # on the recorder's thread: never races a commit
 
     async def _maybe_housekeeping(self) -> None:
         if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:
