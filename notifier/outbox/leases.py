@@ -16,7 +16,8 @@ log = logging.getLogger("notifier.outbox")
 class Leases(StoreBase):
     def claim(self, worker: str, limit: int, lease: float | None = None) -> list[Claim]:
         """Lease up to ``limit`` due messages to ``worker``: expired leases first (their
-        worker died; the attempt is recorded as interrupted), then the oldest due."""
+        worker died; the attempt is recorded as interrupted and the message flagged as a
+        possible duplicate), then the oldest due."""
         now = self.clock()
         until = now + (lease if lease is not None else self.config.lease)
         with self.transaction() as cur:
@@ -37,9 +38,12 @@ class Leases(StoreBase):
                         for r in rows
                     ],
                 )
+                # the message too, not only its attempt: the queue, the API and the
+                # attempt log must agree that the recipient may get it twice
                 cur.many(
-                    "UPDATE outbox_messages SET attempts = attempts + 1 WHERE id = ?",
-                    [(r[0],) for r in rows],
+                    "UPDATE outbox_messages SET attempts = attempts + 1, "
+                    "possible_duplicate = ? WHERE id = ?",
+                    [(True, r[0]) for r in rows],
                 )
                 rows = [(*r[:10], int(r[10]) + 1, *r[11:]) for r in rows]
                 log.warning("reclaimed %d message(s) whose lease expired", len(rows))

@@ -8,11 +8,18 @@ One worker process runs one asyncio loop:
   steps of a :class:`~notifier.worker.job.Job` — guard clauses in the manner of
   Postal's outgoing message processor: each step either decides the outcome and
   stops, or hands on to the next;
-* the **recorder** writes finished outcomes in small batches (one transaction per
-  ``flush_size`` or ``flush_interval``);
-* the **heartbeat** extends this worker's leases every ``lease / 3``, so a lease only
-  expires when the worker is gone (``kill -9``, a lost machine); then any worker
-  reclaims the message and sends it again with the same Message-ID.
+* the **recorder** (:mod:`.recorder`, a thread of its own) commits each outcome as
+  soon as it is known: one transaction takes everything that finished meanwhile (a
+  group commit of up to ``flush_size``) while the next group gathers. A 250 waits
+  milliseconds for its record, not a timer's tick nor a busy event loop: that wait is
+  the window in which a ``kill -9`` makes the next worker send a message again;
+* the **heartbeat** extends this worker's leases every ``lease / 3`` (through the
+  recorder), so a lease only expires when the worker is gone (``kill -9``, a lost
+  machine); then any worker reclaims the message and sends it again with the same
+  Message-ID.
+
+A database outage is logged when it starts and when it ends (:mod:`.health`), not on
+every poll, and each loop retries with a doubling wait up to ``backoff_max``.
 
 SIGTERM (or SIGINT) stops claiming, lets the sends in flight finish and be recorded,
 and releases the messages claimed but not started, so another worker takes them at
@@ -43,7 +50,9 @@ from ..brands import BrandRegistry
 from ..delivery.transport import Transport
 from ..errors import NotifierError, StorageError
 from ..outbox import Claim, Delivery, Outbox, Status
+from .health import Backoff, DatabaseHealth
 from .job import Job
+from .recorder import Recorder
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -66,17 +75,22 @@ class WorkerConfig:
     poll_interval: float = 1.0
     #: extend leases this often; default a third of the lease
     heartbeat_interval: float | None = None
-    #: write outcomes at least this often, or when this many are waiting
-    flush_interval: float = 0.1
+    #: at most this many outcomes per transaction (they are written as soon as done)
     flush_size: int = 100
+    #: unused since outcomes are written at once; kept so that callers setting it work
+    flush_interval: float = 0.1
+    #: during a database outage, retries wait ``poll_interval``, doubling up to this
+    backoff_max: float = 5.0
     #: look for held messages of brands whose DNS is now verified; purge old evidence
     housekeeping_interval: float = 300.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1 or self.flush_size < 1:
             raise NotifierError("worker: batch_size, concurrency and flush_size must be >= 1")
-        if self.poll_interval <= 0 or self.flush_interval <= 0:
-            raise NotifierError("worker: poll_interval and flush_interval must be positive")
+        if self.poll_interval <= 0 or self.flush_interval <= 0 or self.backoff_max <= 0:
+            raise NotifierError(
+                "worker: poll_interval, flush_interval and backoff_max must be positive"
+            )
 
 
 @dataclass
@@ -139,13 +153,13 @@ class Worker:
         self.clock = clock or outbox.clock
         self.rng = rng or random.Random()
         self.stats = WorkerStats()
+        self.health = DatabaseHealth(self.name)
         self._db: ThreadPoolExecutor | None = None
         self._stop_requested = False
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
-        self._flush_now: asyncio.Event | None = None
         self._todo: asyncio.Queue[Claim | None] = asyncio.Queue()
-        self._done: list[Delivery] = []
+        self._recorder: Recorder | None = None
         self._in_hand: set[int] = set()
         self._unstarted: list[int] = []
         self._active = 0
@@ -172,10 +186,20 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping is not None and self._stopping.is_set()
 
-    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a (blocking) outbox call on this worker's own database thread."""
+    async def _db_call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a (blocking) outbox call on this worker's own database thread; its
+        failure or success tells :attr:`health` (which logs an outage once)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, partial(fn, *args))
+        try:
+            result = await loop.run_in_executor(self._db, partial(fn, *args))
+        except StorageError as exc:
+            self.health.failed(what, exc)
+            raise
+        self.health.ok()
+        return result
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.config.poll_interval, self.config.backoff_max)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -183,7 +207,6 @@ class Worker:
         """Work until :meth:`stop` (or, with ``until_idle``, until nothing is due)."""
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._flush_now = asyncio.Event()
         self._todo = asyncio.Queue()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         if self._stop_requested:
@@ -195,8 +218,16 @@ class Worker:
             self.config.batch_size,
             self.config.concurrency,
         )
+        self._recorder = recorder = Recorder(
+            self.outbox,
+            self.name,
+            self.health,
+            self._backoff(),
+            flush_size=self.config.flush_size,
+            recorded=self._recorded,
+        )
+        recorder.start(asyncio.get_running_loop())
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
-        recorder = asyncio.create_task(self._recorder())
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._housekeeping()
@@ -206,11 +237,10 @@ class Worker:
             for _ in senders:
                 self._todo.put_nowait(None)
             await asyncio.gather(*senders, return_exceptions=True)
-            self._flush_now.set()
-            await asyncio.gather(recorder, return_exceptions=True)
-            await self._final_flush()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await recorder.close()  # what is done is recorded (or, failing that, logged)
+            self._recorder = None
             await self._release_unstarted()
             self._db.shutdown(wait=True)
             self._db = None
@@ -221,16 +251,18 @@ class Worker:
     async def _claimer(self, until_idle: bool) -> None:
         assert self._stopping is not None and self._wake is not None
         cfg = self.config
+        backoff = self._backoff()
         while not self._stopping.is_set():
             await self._maybe_housekeeping()
             if self._todo.qsize() < cfg.batch_size:
                 try:
-                    claims = await self._db_call(self.outbox.claim, self.name, cfg.batch_size)
-                except StorageError as exc:
-                    log.error("worker %s: claim failed: %s", self.name, exc)
-                    claims = []
-                    await self._sleep(cfg.poll_interval)
+                    claims = await self._db_call(
+                        "claim", self.outbox.claim, self.name, cfg.batch_size
+                    )
+                except StorageError:
+                    await self._sleep(backoff.next(), wake=False)
                     continue
+                backoff.reset()
                 for c in claims:
                     self._in_hand.add(c.id)
                     self._todo.put_nowait(c)
@@ -243,20 +275,21 @@ class Worker:
             else:
                 await self._sleep(cfg.poll_interval)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep until ``seconds`` pass, a sender frees room, or stop."""
+    async def _sleep(self, seconds: float, *, wake: bool = True) -> None:
+        """Sleep until ``seconds`` pass, stop, or (with ``wake``) a sender frees room."""
         assert self._wake is not None and self._stopping is not None
         self._wake.clear()
         if self._stopping.is_set():
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            event = self._wake if wake else self._stopping
+            await asyncio.wait_for(event.wait(), seconds)
         except TimeoutError:
             pass
 
     async def _sender(self) -> None:
         assert self._stopping is not None and self._wake is not None
-        assert self._flush_now is not None
+        assert self._recorder is not None
         while True:
             claim = await self._todo.get()
             if claim is None:
@@ -269,66 +302,21 @@ class Worker:
                 delivery = await Job(self, claim).run()
             finally:
                 self._active -= 1
-            self._done.append(delivery)
-            if len(self._done) >= self.config.flush_size:
-                self._flush_now.set()
+            self._recorder.add(delivery)  # committed at once, on the recorder's thread
             if self._todo.qsize() < self.config.batch_size:
                 self._wake.set()
+            # let the other senders whose 250 has arrived hand theirs over too before
+            # this one signs its next message (milliseconds of CPU each)
+            await asyncio.sleep(0)
 
-    async def _recorder(self) -> None:
-        assert self._stopping is not None and self._flush_now is not None
-        while True:
-            try:
-                await asyncio.wait_for(self._flush_now.wait(), self.config.flush_interval)
-            except TimeoutError:
-                pass
-            self._flush_now.clear()
-            ok = await self._flush()
-            if self._stopping.is_set() and self._active == 0 and self._todo.empty():
-                return
-            if not ok:
-                await asyncio.sleep(min(5.0, self.config.poll_interval))
-
-    async def _flush(self) -> bool:
-        if not self._done:
-            return True
-        batch, self._done = self._done, []
-        try:
-            lost = await self._db_call(self.outbox.complete, self.name, batch)
-        except StorageError as exc:
-            log.error(
-                "worker %s: recording %d outcome(s) failed, will retry: %s",
-                self.name,
-                len(batch),
-                exc,
-            )
-            self._done = batch + self._done
-            return False
-        except Exception:  # a bug must not silently stop the recording of outcomes
-            log.exception(
-                "worker %s: recording %d outcome(s) failed, will retry", self.name, len(batch)
-            )
-            self._done = batch + self._done
-            return False
+    def _recorded(self, batch: list[Delivery], lost: list[int]) -> None:
+        """On the loop, once the recorder has committed ``batch``."""
         for d in batch:
             self._in_hand.discard(d.id)
             self.stats.count(d.status)
             if d.attempt is not None and d.attempt.possible_duplicate:
                 self.stats.possible_duplicates += 1
         self.stats.lost_leases += len(lost)
-        return True
-
-    async def _final_flush(self) -> None:
-        for attempt in range(5):
-            if await self._flush():
-                return
-            await asyncio.sleep(0.5 * (attempt + 1))
-        log.error(
-            "worker %s: %d outcome(s) could not be recorded; their leases expire and the "
-            "messages are sent again (same Message-ID)",
-            self.name,
-            len(self._done),
-        )
 
     async def _release_unstarted(self) -> None:
         ids = list(self._unstarted)
@@ -340,7 +328,7 @@ class Worker:
         if not ids:
             return
         try:
-            released = await self._db_call(self.outbox.release, self.name, ids)
+            released = await self._db_call("release", self.outbox.release, self.name, ids)
         except StorageError as exc:
             log.error(
                 "worker %s: releasing %d message(s) failed (they return when the "
@@ -359,12 +347,8 @@ class Worker:
         interval = self.config.heartbeat_interval or self.outbox.config.lease / 3
         while True:
             await asyncio.sleep(interval)
-            if not self._in_hand:
-                continue
-            try:
-                await self._db_call(self.outbox.heartbeat, self.name)
-            except StorageError as exc:
-                log.error("worker %s: heartbeat failed: %s", self.name, exc)
+            if self._in_hand and self._recorder is not None:
+                self._recorder.heartbeat()  # on the recorder's thread: never races a commit
 
     async def _maybe_housekeeping(self) -> None:
         if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:
@@ -375,14 +359,14 @@ class Worker:
         self._last_housekeeping = time.monotonic()
         verified = [b.id for b in self.brands.all() if b.dns_verified or b.platform]
         try:
-            released = await self._db_call(self.outbox.release_held, verified)
+            released = await self._db_call("housekeeping", self.outbox.release_held, verified)
             if released:
                 log.info("released %d held message(s) of verified brands", released)
-            purged = await self._db_call(self.outbox.purge)
+            purged = await self._db_call("housekeeping", self.outbox.purge)
             if purged:
                 log.info("purged %d message(s) past the retention period", purged)
-        except StorageError as exc:
-            log.error("worker %s: housekeeping failed: %s", self.name, exc)
+        except StorageError:
+            pass  # logged by self.health; tried again at the next interval
 
 
 # --- process entry ---------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""Helpers shared by the worker tests: an in-process worker run until idle."""
+"""Helpers shared by the worker tests: an in-process worker run until idle, and
+``python -m notifier.worker`` processes (spawn, wait, stop)."""
 
 from __future__ import annotations
 
 import asyncio
 import email
 import email.policy
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,3 +69,47 @@ def run_worker(
             await transport.close()
 
     return asyncio.run(go())
+
+
+def spawn_worker(
+    procs: list[subprocess.Popen[bytes]],
+    settings: Settings,
+    smtp_url: str,
+    log: Path,
+    *extra: str,
+    **env: str,
+) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    environ.update(
+        NOTIFIER_VAR_DIR=str(settings.var_dir),
+        NOTIFIER_KEY_DIR=str(settings.keys_path),
+        NOTIFIER_SECRET_KEY="test-secret",
+        NOTIFIER_DATABASE_URL=settings.database,
+        NOTIFIER_SMTP_URL=smtp_url,
+        NOTIFIER_WORKER_POLL="0.05",
+        **env,
+    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "notifier.worker", *extra],
+            env=environ,
+            cwd=log.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    procs.append(proc)
+    return proc
+
+
+def wait_for(predicate: Callable[[], bool], what: str, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, log.read_text(errors="replace")

@@ -9,10 +9,8 @@ a bug cannot hang the suite; nothing asserts on speed.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +25,17 @@ from notifier.signing.keys import KeyStore
 from notifier.worker.loop import Worker, WorkerConfig, WorkerStats
 from tests.smtpd import SMTPTestServer
 from tests.test_outbox import Clock, count, reminder
-from tests.worker.support import BRANDS, FAST, MINUTE, fault, message_id_of, run_worker
+from tests.worker.support import (
+    BRANDS,
+    FAST,
+    MINUTE,
+    fault,
+    message_id_of,
+    run_worker,
+    spawn_worker,
+    stop,
+    wait_for,
+)
 
 # --- leases and shutdown ----------------------------------------------------------------------
 
@@ -104,50 +112,6 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(30)
-
-
-def spawn_worker(
-    procs: list[subprocess.Popen[bytes]],
-    settings: Settings,
-    smtp_url: str,
-    log: Path,
-    *extra: str,
-    **env: str,
-) -> subprocess.Popen[bytes]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    environ.update(
-        NOTIFIER_VAR_DIR=str(settings.var_dir),
-        NOTIFIER_KEY_DIR=str(settings.keys_path),
-        NOTIFIER_SECRET_KEY="test-secret",
-        NOTIFIER_DATABASE_URL=settings.database,
-        NOTIFIER_SMTP_URL=smtp_url,
-        NOTIFIER_WORKER_POLL="0.05",
-        **env,
-    )
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "notifier.worker", *extra],
-            env=environ,
-            cwd=log.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
-    procs.append(proc)
-    return proc
-
-
-def wait_for(predicate: Callable[[], bool], what: str, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0, log.read_text(errors="replace")
 
 
 @pytest.fixture
