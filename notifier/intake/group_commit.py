@@ -18,6 +18,8 @@ from ..errors import NotifierError
 log = logging.getLogger("notifier.intake")
 
 T = TypeVar("T")
+#: an event's result (True, the accept's outcome) or (False, the exception it raised)
+Outcome = tuple[bool, T | Exception]
 
 #: most single events one group commit takes
 GROUP_MAX = 256
@@ -67,35 +69,35 @@ class GroupCommit(Generic[T]):
             live = [(raw, f) for raw, f in group if not f.cancelled()]
             if not live:
                 continue
-            outcomes: list[T | Exception]
+            outcomes: list[Outcome[T]]
             try:
-                outcomes = list(await self.accept_each([r for r, _ in live]))
+                outcomes = [(True, o) for o in await self.accept_each([r for r, _ in live])]
             except NotifierError as exc:  # storage failed: nothing of the group was stored
-                outcomes = [exc] * len(live)
+                outcomes = [(False, exc)] * len(live)
             except Exception as exc:
                 outcomes = await self._each_alone(live, exc)
-            for (_, future), outcome in zip(live, outcomes, strict=True):
+            for (_, future), (ok, outcome) in zip(live, outcomes, strict=True):
                 if future.done():
                     continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
+                if ok:
+                    future.set_result(outcome)  # type: ignore[arg-type]
                 else:
-                    future.set_result(outcome)
+                    future.set_exception(outcome)  # type: ignore[arg-type]
 
     async def _each_alone(
         self, live: list[tuple[Any, asyncio.Future[T]]], exc: Exception
-    ) -> list[T | Exception]:
+    ) -> list[Outcome[T]]:
         """A bug (not a storage failure) failed the group's accept, which stored nothing:
         accept each event alone, so that the bug fails only the event that causes it."""
         if len(live) == 1:
-            return [exc]
+            return [(False, exc)]
         log.error("a group of %d events failed; accepting each alone", len(live), exc_info=exc)
-        out: list[T | Exception] = []
+        out: list[Outcome[T]] = []
         for raw, _ in live:
             try:
-                out.extend(await self.accept_each([raw]))
+                out.extend((True, o) for o in await self.accept_each([raw]))
             except Exception as alone:
-                out.append(alone)
+                out.append((False, alone))
         return out
 
     async def close(self) -> None:
