@@ -30,6 +30,7 @@ from notifier import events as catalog
 from notifier.api import create_app, v1
 from notifier.compose.render import Renderer
 from notifier.config import Secret, Settings
+from notifier.errors import InternalError, StorageError
 from notifier.intake import preparer
 from notifier.intake.group_commit import GroupCommit
 from notifier.outbox import OutboxConfig
@@ -295,3 +296,63 @@ def test_a_500_keeps_the_keep_alive_connection(
 
 def _raise(*_: Any) -> Any:
     raise RuntimeError("a bug in a route")
+
+
+# --- the layers behind the preparer --------------------------------------------------------
+
+
+def test_group_commit_narrows_a_bug_down_to_the_event_that_raises() -> None:
+    """Should anything after preparing raise for one event of a group (the accept
+    stored nothing then), the group is accepted event by event; a storage failure still
+    fails the whole group, since nothing of it was stored."""
+    calls: list[list[str]] = []
+    down = False
+
+    async def accept_each(raws: list[str]) -> list[str]:
+        calls.append(raws)
+        if down:
+            raise StorageError("database down")
+        if "bad" in raws:
+            raise KeyError("bug")
+        return [f"ok:{r}" for r in raws]
+
+    async def run() -> list[Any]:
+        commit: GroupCommit[str] = GroupCommit(accept_each)
+        try:
+            return await asyncio.gather(
+                *(commit.submit(r) for r in ("a", "bad", "b", "c")), return_exceptions=True
+            )
+        finally:
+            await commit.close()
+
+    a, bad, b, c = asyncio.run(run())
+    assert (a, b, c) == ("ok:a", "ok:b", "ok:c")
+    assert isinstance(bad, KeyError)
+    assert any(len(group) > 1 and "bad" in group for group in calls)  # it shared a group
+    down = True
+    assert all(isinstance(r, StorageError) for r in asyncio.run(run()))
+
+
+def test_intake_stores_each_alone_when_storing_a_list_hits_a_bug(
+    settings: Settings, pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import open_box
+
+    with open_box(settings, pipeline) as box:
+        original = box.outbox.store
+
+        def store(items: list[Any], atomic: bool = True) -> Any:
+            if any(m.recipient == VICTIM for m in items):
+                raise UnicodeEncodeError("utf-8", "x", 0, 1, "injected")
+            return original(items, atomic)
+
+        monkeypatch.setattr(box.outbox, "store", store)
+        raws = _goods(3)
+        raws.insert(1, event("kustwebb", VICTIM, "victim"))
+        results = box.accept_each(raws)
+        assert isinstance(results[1], InternalError)
+        assert [type(r).__name__ for i, r in enumerate(results) if i != 1] == ["Accepted"] * 3
+        with box.transaction(write=False) as cur:
+            assert cur.execute("SELECT COUNT(*) FROM outbox_messages").fetchone()[0] == 3
+        with pytest.raises(UnicodeEncodeError):  # atomic: the whole batch, as before
+            box.accept_batch([event("acme", VICTIM, "victim-2")])
