@@ -85,11 +85,38 @@ def decode_json(data: str | bytes) -> Any:
     return json.loads(data, parse_int=_parse_int)
 
 
+def _clean(value: Any) -> bool:
+    """The common case, fast: nothing in the tree that :func:`check_tree` would name
+    (no paths built; exact types first, as :func:`json.loads` makes them)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is str:
+            if not node.isascii() and _SURROGATE.search(node):
+                return False
+        elif kind is dict:
+            for key in node:
+                if type(key) is not str or not key.isascii():
+                    return False  # rare: the careful walk decides
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
+        elif kind is float:
+            if not math.isfinite(node):
+                return False
+        elif kind not in (int, bool, type(None)):
+            return False
+    return True
+
+
 def check_tree(value: Any, prefix: str = "") -> list[FieldError]:
     """Every problem of a decoded JSON tree that no field type should have to think
     about, each with its field path under ``prefix``: a string or key that is not valid
     Unicode, an integer too long to convert, a number that is not finite (``NaN``,
     ``1e999``). Iterative, so a tree as deep as the decoder allows is no problem."""
+    if _clean(value):
+        return []
     problems: list[FieldError] = []
     stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
     while stack:

@@ -18,8 +18,16 @@ from ..errors import NotifierError
 log = logging.getLogger("notifier.intake")
 
 T = TypeVar("T")
-#: an event's result (True, the accept's outcome) or (False, the exception it raised)
-Outcome = tuple[bool, T | Exception]
+
+
+class _Raised:
+    """An event whose accept raised (an outcome of the accept is any ``T``, errors too)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
 
 #: most single events one group commit takes
 GROUP_MAX = 256
@@ -69,35 +77,35 @@ class GroupCommit(Generic[T]):
             live = [(raw, f) for raw, f in group if not f.cancelled()]
             if not live:
                 continue
-            outcomes: list[Outcome[T]]
+            outcomes: list[T | _Raised]
             try:
-                outcomes = [(True, o) for o in await self.accept_each([r for r, _ in live])]
+                outcomes = list(await self.accept_each([r for r, _ in live]))
             except NotifierError as exc:  # storage failed: nothing of the group was stored
-                outcomes = [(False, exc)] * len(live)
+                outcomes = [_Raised(exc)] * len(live)
             except Exception as exc:
                 outcomes = await self._each_alone(live, exc)
-            for (_, future), (ok, outcome) in zip(live, outcomes, strict=True):
+            for (_, future), outcome in zip(live, outcomes, strict=True):
                 if future.done():
                     continue
-                if ok:
-                    future.set_result(outcome)  # type: ignore[arg-type]
+                if isinstance(outcome, _Raised):
+                    future.set_exception(outcome.exc)
                 else:
-                    future.set_exception(outcome)  # type: ignore[arg-type]
+                    future.set_result(outcome)
 
     async def _each_alone(
         self, live: list[tuple[Any, asyncio.Future[T]]], exc: Exception
-    ) -> list[Outcome[T]]:
+    ) -> list[T | _Raised]:
         """A bug (not a storage failure) failed the group's accept, which stored nothing:
         accept each event alone, so that the bug fails only the event that causes it."""
         if len(live) == 1:
-            return [(False, exc)]
+            return [_Raised(exc)]
         log.error("a group of %d events failed; accepting each alone", len(live), exc_info=exc)
-        out: list[Outcome[T]] = []
+        out: list[T | _Raised] = []
         for raw, _ in live:
             try:
-                out.extend((True, o) for o in await self.accept_each([raw]))
+                out.extend(await self.accept_each([raw]))
             except Exception as alone:
-                out.append((False, alone))
+                out.append(_Raised(alone))
         return out
 
     async def close(self) -> None:

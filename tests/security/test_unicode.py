@@ -143,8 +143,10 @@ def test_a_surrogate_in_a_field_name_is_named_escaped(
     r = client.post("/v1/events", content=_bytes(body), headers=admin)
     assert r.status_code == 422
     assert r.json()["detail"][0]["field"] == "data.x\\ud800y"
-    r = client.post("/v1/events/batch", content=_bytes({BAD: [], "events": []}), headers=admin)
+    batch = {BAD: [], "events": [event()]}
+    r = client.post("/v1/events/batch", content=_bytes(batch), headers=admin)
     assert r.status_code == 422  # the answer echoing the bad name is still sent
+    assert r.json()["detail"] == [{"field": "x\\ud800y", "message": "unknown field"}]
 
 
 @pytest.mark.parametrize(
