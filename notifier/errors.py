@@ -16,6 +16,7 @@ dkim or aiosmtplib to handle a failure::
     │   ├── TemplateNotFound
     │   └── PlatformLeak       reseller mail would mention the platform
     ├── HeaderInjection        CR/LF/NUL reached a header-bound value
+    ├── InternalError          an unexpected exception (a bug) while preparing one event
     ├── KeyStoreError          DKIM key missing, unreadable or would be overwritten
     ├── SigningError           DKIM signing failed
     ├── DNSCheckError          DNS check could not run
@@ -28,6 +29,7 @@ dkim or aiosmtplib to handle a failure::
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -62,14 +64,23 @@ class BrandError(ConfigError):
         super().__init__(f"{path}: {field}: {message}")
 
 
+def printable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (unpaired surrogates) escaped."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class FieldError:
     """One invalid field: a dotted path (``data.expires_at``) and a message."""
 
     __slots__ = ("loc", "message")
 
     def __init__(self, loc: str, message: str) -> None:
-        self.loc = loc
-        self.message = message
+        # both may echo the input (a field name, a value): keep them encodable, so that
+        # the answer naming the problem never fails to be sent
+        self.loc = printable(loc)
+        self.message = printable(message)
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.loc, "message": self.message}
@@ -171,6 +182,23 @@ class PlatformLeak(RenderError):
 
 class HeaderInjection(NotifierError):
     """A header-bound value carried CR, LF, NUL or a Unicode line separator."""
+
+
+class InternalError(NotifierError):
+    """An unexpected exception while preparing one event: a bug, answered 500 for that
+    event (or its batch item) alone. Carries the original's type and traceback as text,
+    since it may come back from an intake worker process."""
+
+    def __init__(self, message: str, *, loc: str = "", trace: str = "") -> None:
+        self.loc = loc
+        self.trace = trace
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, exc: BaseException, loc: str = "") -> InternalError:
+        trace = "".join(traceback.format_exception(exc))
+        where = f" in {loc}" if loc else ""
+        return cls(f"unexpected {type(exc).__name__}{where}", loc=loc, trace=trace)
 
 
 class KeyStoreError(NotifierError):

@@ -21,12 +21,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import escape
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import (
     Conflict,
     DNSCheckError,
     FieldError,
     HeaderInjection,
+    InternalError,
     NotifierError,
     RenderError,
     StorageError,
@@ -129,6 +131,9 @@ def answer(exc: BaseException) -> Answer | None:
         return Answer(422, "render_error", str(exc))
     if isinstance(exc, DNSCheckError):
         return Answer(503, "unavailable", f"DNS check could not run: {exc}", _retry_later())
+    if isinstance(exc, InternalError):  # a bug in one event; the trace goes to the log only
+        log.error("internal error: %s\n%s", exc, exc.trace.rstrip())
+        return Answer(500, "internal_error", "internal error")
     if isinstance(exc, NotifierError):
         log.error("unhandled notifier error", exc_info=exc)
         return Answer(500, "internal_error", "internal error")
@@ -181,8 +186,44 @@ def validation_response(request: Request, errors: Sequence[FieldError]) -> Respo
     return respond(request, 422, "validation_error", [e.as_dict() for e in errors])
 
 
+class CatchAll:
+    """Answers an unexpected exception from a route here, with the one error shape.
+
+    Left to Starlette, a bug is answered by its outermost handler, which then re-raises:
+    uvicorn sees the exception after the response and drops the keep-alive connection
+    without ``Connection: close``, so a client's next request on it fails. Answered
+    here, the 500 is an ordinary response and the connection stays usable. An exception
+    after the response has started cannot be answered; it propagates and the server
+    closes the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            log.error("unhandled error", exc_info=exc)
+            response = respond(Request(scope), 500, "internal_error", "internal error")
+            await response(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``: every notifier error through :func:`answer`."""
+    """Register the handlers on ``app``: every notifier error through :func:`answer`,
+    and any other exception as a 500 that keeps the connection (:class:`CatchAll`)."""
 
     async def known(request: Request, exc: Exception) -> Response:
         found = answer(exc)
@@ -212,4 +253,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(NotifierError, known)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_validation)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(Exception, unexpected)  # the middlewares' own errors
+    app.add_middleware(CatchAll)  # innermost of the middlewares: added first

@@ -24,6 +24,7 @@ from ..errors import (
     FieldError,
     ValidationError,
 )
+from ..fields import check_tree, decode_json
 from ..outbox import Status
 from ..signing.keys import KeyStore
 from ..tokens import Token
@@ -59,15 +60,22 @@ def _store(request: Request) -> Store:
 
 
 async def read_json(request: Request) -> Any:
+    """The body, decoded by the intake's rules (:func:`notifier.fields.decode_json`):
+    the caller checks the tree (:func:`notifier.fields.check_tree`) before using it."""
     body = await request.body()
     if not body.strip():
         raise ValidationError([FieldError("body", "a JSON body is required")])
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError([FieldError("body", f"invalid JSON: {exc}")]) from exc
+        return decode_json(body)
     except RecursionError as exc:
         raise ValidationError([FieldError("body", "JSON nested too deeply")]) from exc
+    except ValueError as exc:  # not JSON, not UTF-8 (UnicodeDecodeError is one too)
+        raise ValidationError([FieldError("body", f"invalid JSON: {exc}")]) from exc
+
+
+def _checked(tree: Any, prefix: str = "") -> ValidationError | None:
+    problems = check_tree(tree, prefix)
+    return ValidationError(problems) if problems else None
 
 
 def _accepted(result: Accepted) -> dict[str, Any]:
@@ -96,6 +104,9 @@ async def post_event(
     """Queue one event. The same `idempotency_key` (per brand) again answers 200 with the
     same id; with a different body it is 409 and nothing is queued."""
     raw = await read_json(request)
+    invalid = _checked(raw)
+    if invalid:
+        raise invalid
     if isinstance(raw, dict):
         denied = check_brand_write(token, raw.get("brand"))
         if denied:
@@ -106,7 +117,9 @@ async def post_event(
 
 def _item_error(index: int, exc: Exception) -> dict[str, Any]:
     """A batch item's error: the code and detail the same event alone would get
-    (:func:`notifier.api.errors.answer`); a bug is still a 500 for the whole batch."""
+    (:func:`notifier.api.errors.answer`). A bug while preparing one item arrives as that
+    item's :class:`~notifier.errors.InternalError` (``internal_error``); an outcome
+    outside the store's contract is a bug of the store, a 500 for the whole batch."""
     found = answer(exc)
     if found is None:
         raise exc
@@ -157,10 +170,11 @@ async def post_batch(
     results: list[dict[str, Any] | None] = [None] * len(items)
     valid: list[int] = []
     for i, item in enumerate(items):
-        problem: ApiError | None = None
-        if len(json.dumps(item, ensure_ascii=False).encode()) > limit:
+        # the item's tree first: the size check encodes it, which needs valid text
+        problem: Exception | None = _checked(item, f"events[{i}]")
+        if problem is None and len(json.dumps(item, ensure_ascii=False).encode()) > limit:
             problem = ApiError(413, f"event over {limit} bytes")
-        elif isinstance(item, dict):
+        if problem is None and isinstance(item, dict):
             problem = check_brand_write(token, item.get("brand"))
         if problem is not None:
             results[i] = _item_error(i, problem)

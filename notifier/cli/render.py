@@ -14,6 +14,7 @@ import typer
 
 from .. import events as catalog
 from ..errors import UnknownEvent
+from ..fields import decode_json
 
 if TYPE_CHECKING:
     from ..compose.pipeline import Composed, Pipeline
@@ -89,8 +90,8 @@ def render_cmd(
     pipeline = open_pipeline(load_settings())
     if data is not None:
         try:
-            payload = json.loads(data.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            payload = decode_json(data.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
             fail(f"--data {data}: {exc}", EXIT_USAGE)
     else:
         if event not in catalog.CATALOG:

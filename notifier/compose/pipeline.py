@@ -32,7 +32,7 @@ from ..errors import (
     ValidationError,
     from_pydantic,
 )
-from ..fields import Email, SafeStr
+from ..fields import Email, SafeStr, check_tree
 from . import mime, unsubscribe
 from .links import Rewriter, refuse_disguised
 from .mime import Outgoing
@@ -119,6 +119,11 @@ class Pipeline:
         """Raw intake object → :class:`Event`; errors name the field path."""
         if not isinstance(raw, Mapping):
             raise ValidationError([FieldError(prefix or "body", "must be an object")])
+        # whatever door it came through, the whole tree once: text UTF-8 can encode,
+        # numbers Python can hold (no field type has to remember)
+        problems = check_tree(raw, prefix)
+        if problems:
+            raise ValidationError(problems)
         p = f"{prefix}." if prefix else ""
         try:
             envelope = EventIn.model_validate(raw)

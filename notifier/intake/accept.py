@@ -7,14 +7,17 @@ sequence to it, for the API and for anything else that accepts raw events.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ..compose.pipeline import Pipeline
 from ..config import Settings
-from ..errors import FieldError, NotifierError, ValidationError
+from ..errors import FieldError, InternalError, NotifierError, ValidationError
 from ..outbox import Accepted, NewMessage, Outbox
 from .preparer import InlinePreparer, PoolPreparer, Preparer
+
+log = logging.getLogger("notifier.intake")
 
 
 def make_preparer(settings: Settings, pipeline: Pipeline, processes: int) -> Preparer:
@@ -80,8 +83,30 @@ class Intake:
                 if isinstance(outcome, NotifierError):
                     raise outcome
         ready = [o for o in outcomes if isinstance(o, NewMessage)]
-        stored = iter(self.outbox.store(ready, atomic))
+        stored = iter(self._store(ready, atomic))
         return [next(stored) if isinstance(o, NewMessage) else o for o in outcomes]
+
+    def _store(self, ready: list[NewMessage], atomic: bool) -> list[Accepted | NotifierError]:
+        """Store ``ready`` in one transaction. Not atomic, an unexpected exception (a bug,
+        not a storage failure: the transaction rolled back) is narrowed down by storing
+        each message alone, so that it fails only the message that raises it."""
+        try:
+            return self.outbox.store(ready, atomic)
+        except NotifierError:
+            raise
+        except Exception as exc:
+            if atomic or len(ready) < 2:
+                raise
+            log.error("storing %d messages failed; storing each alone", len(ready), exc_info=exc)
+        out: list[Accepted | NotifierError] = []
+        for message in ready:  # each its own commit: each its own answer, even a 503
+            try:
+                out.extend(self.outbox.store([message], atomic))
+            except NotifierError as exc:
+                out.append(exc)
+            except Exception as exc:
+                out.append(InternalError.of(exc))
+        return out
 
 
 __all__ = ["Intake", "make_preparer"]

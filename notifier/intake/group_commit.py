@@ -9,10 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from ..errors import NotifierError
+
+log = logging.getLogger("notifier.intake")
+
 T = TypeVar("T")
+
+
+class _Raised:
+    """An event whose accept raised (an outcome of the accept is any ``T``, errors too)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
 
 #: most single events one group commit takes
 GROUP_MAX = 256
@@ -26,7 +41,8 @@ class GroupCommit(Generic[T]):
     a group is accepted, the next gathers: no timer, no added latency when idle, and one
     fsync for many requests under load. Two such tasks take turns, so that rendering a
     group (the long part, on every core for a large one) overlaps the previous group's
-    commit. A storage failure fails the whole group, and nothing of it was accepted."""
+    commit. A storage failure fails the whole group, and nothing of it was accepted; any
+    other exception (a bug) is narrowed down to the events that raise it."""
 
     def __init__(
         self,
@@ -61,16 +77,36 @@ class GroupCommit(Generic[T]):
             live = [(raw, f) for raw, f in group if not f.cancelled()]
             if not live:
                 continue
+            outcomes: list[T | _Raised]
             try:
-                outcomes = await self.accept_each([r for r, _ in live])
+                outcomes = list(await self.accept_each([r for r, _ in live]))
+            except NotifierError as exc:  # storage failed: nothing of the group was stored
+                outcomes = [_Raised(exc)] * len(live)
             except Exception as exc:
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
+                outcomes = await self._each_alone(live, exc)
             for (_, future), outcome in zip(live, outcomes, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(outcome, _Raised):
+                    future.set_exception(outcome.exc)
+                else:
                     future.set_result(outcome)
+
+    async def _each_alone(
+        self, live: list[tuple[Any, asyncio.Future[T]]], exc: Exception
+    ) -> list[T | _Raised]:
+        """A bug (not a storage failure) failed the group's accept, which stored nothing:
+        accept each event alone, so that the bug fails only the event that causes it."""
+        if len(live) == 1:
+            return [_Raised(exc)]
+        log.error("a group of %d events failed; accepting each alone", len(live), exc_info=exc)
+        out: list[T | _Raised] = []
+        for raw, _ in live:
+            try:
+                out.extend(await self.accept_each([raw]))
+            except Exception as alone:
+                out.append(_Raised(alone))
+        return out
 
     async def close(self) -> None:
         if self.loop is asyncio.get_running_loop():

@@ -18,7 +18,8 @@ the next half minute, after which a new pool is started; a crash costs speed, ne
 accepted event.
 
 Each item comes back as a prepared message or as the error that item raised (a
-:class:`~notifier.errors.NotifierError`, pickled by state), so the caller decides
+:class:`~notifier.errors.NotifierError`, pickled by state; any other exception, a bug,
+as that item's :class:`~notifier.errors.InternalError`), so the caller decides
 whether one bad item rejects a batch (``Intake.accept_batch``) or only itself
 (``Intake.accept_each``).
 """
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..compose.identity import event_domain, natural_key, request_hash
 from ..compose.pipeline import Composed, Pipeline
-from ..errors import NotifierError
+from ..errors import InternalError, NotifierError
 from ..outbox.model import NewMessage
 
 if TYPE_CHECKING:
@@ -105,12 +106,16 @@ class InlinePreparer:
         self.pipeline = pipeline
 
     def prepare(self, raws: Sequence[Any], locs: Sequence[str]) -> list[NewMessage | NotifierError]:
+        """Each item's message or error; an unexpected exception (a bug) is that item's
+        :class:`InternalError`, never the list's: one event must not cost the others."""
         out: list[NewMessage | NotifierError] = []
         for raw, loc in zip(raws, locs, strict=True):
             try:
                 out.append(new_message(self.pipeline.prepare(raw, loc)))
             except NotifierError as exc:
                 out.append(exc)
+            except Exception as exc:  # logged, with its trace, by whoever answers it
+                out.append(InternalError.of(exc, loc))
         return out
 
     def start(self) -> list[int]:
@@ -186,14 +191,35 @@ class PoolPreparer:
         pool: ProcessPoolExecutor | None = None
         try:
             pool = self._executor()
+            starts = range(0, len(raws), size)
             futures: list[Future[list[NewMessage | NotifierError]]] = [
                 pool.submit(_prepare_chunk, list(raws[i : i + size]), list(locs[i : i + size]))
-                for i in range(0, len(raws), size)
+                for i in starts
             ]
-            return [item for future in futures for item in future.result()]
+            out: list[NewMessage | NotifierError] = []
+            for i, future in zip(starts, futures, strict=True):
+                out.extend(self._chunk_result(future, raws[i : i + size], locs[i : i + size]))
+            return out
         except BrokenProcessPool as exc:
             log.warning("intake worker process failed (%s); preparing in-process", exc)
             self._discard(pool)
+            return self.inline.prepare(raws, locs)
+
+    def _chunk_result(
+        self,
+        future: Future[list[NewMessage | NotifierError]],
+        raws: Sequence[Any],
+        locs: Sequence[str],
+    ) -> list[NewMessage | NotifierError]:
+        """A chunk's results; if the chunk itself failed other than by a broken pool (its
+        items or results would not pickle), it is prepared in-process, item by item, so
+        that whatever went wrong is one item's error, not the chunk's."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise
+        except Exception as exc:
+            log.error("intake worker task failed; preparing its items in-process", exc_info=exc)
             return self.inline.prepare(raws, locs)
 
     def _discard(self, pool: ProcessPoolExecutor | None) -> None:

@@ -23,6 +23,7 @@ from ...errors import (
     RenderError,
     ValidationError,
 )
+from ...fields import decode_json
 from ..errors import ApiError
 from ..session import Session
 from ..ui_text import texts
@@ -94,12 +95,14 @@ def _sample_text(event_name: str) -> str:
 
 
 def _parse_data(text: str, t: dict[str, str]) -> tuple[Any, list[FieldError]]:
+    """The form's JSON by the intake's rules; the pipeline checks the tree (a surrogate
+    or an over-long number is a field error there, as in the API)."""
     try:
-        return json.loads(text), []
-    except json.JSONDecodeError as exc:
-        return None, [FieldError("data", t["invalid_json"].format(error=exc))]
+        return decode_json(text), []
     except RecursionError:
         return None, [FieldError("data", t["invalid_json"].format(error="nested too deeply"))]
+    except ValueError as exc:
+        return None, [FieldError("data", t["invalid_json"].format(error=exc))]
 
 
 def _filename(brand_id: str, event_name: str, lang: str) -> str:
