@@ -88,11 +88,6 @@ def live_box(make_box: Callable[..., Outbox]) -> Outbox:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10 §6 not met yet on a loaded machine: 4-12 duplicates per 3 kills "
-    "(load 7 on two cores); the old timer made 20. See the s-crashes report.",
-)
 def test_each_killed_worker_sends_at_most_about_one_message_twice(
     live_box: Outbox,
     box_settings: Settings,
@@ -126,6 +121,7 @@ def test_each_killed_worker_sends_at_most_about_one_message_twice(
     expected = {live_box.get(r.id).message_id for r in live_box.search(limit=n)}
     assert len(expected) == n and set(received) == expected  # nothing lost
     duplicates = sum(times - 1 for times in received.values())
+    print(f"duplicates after {kills} kills: {duplicates}")  # the figure the issue asks for
     # about one per kill when the machine is quiet; a loaded CI machine (load 7 on two
     # cores) stretches the window, hence the margin. The old timer made 6-10 per kill.
     assert duplicates <= 2 * kills, f"{duplicates} duplicate(s) after {kills} kills"
