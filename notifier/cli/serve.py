@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from .common import EXIT_USAGE, command, load_settings, reporting
-from .http import limits
 
 
 def serve(
@@ -42,6 +41,7 @@ def serve(
     import uvicorn
 
     from ..api import create_app
+    from ..api.server import limits
 
     settings = load_settings(ctx)
     logging.basicConfig(
