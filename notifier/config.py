@@ -223,6 +223,17 @@ class Settings(BaseModel):
     worker_batch: int = Field(100, ge=1, description="messages leased per claim")
     worker_concurrency: int = Field(16, ge=1, description="sends in flight per worker")
     worker_poll: Duration = Field(1.0, description="sleep between claims when nothing is due")
+    # --- notifier serve: slow and many clients ---------------------------------------
+    http_header_timeout: Duration = Field(
+        10.0, description="serve: close a connection whose request head takes longer"
+    )
+    http_body_timeout: Duration = Field(
+        30.0, description="serve: close a connection whose request body takes longer"
+    )
+    http_keep_alive: Duration = Field(5.0, description="serve: close idle connections after")
+    http_max_connections: int = Field(
+        1000, ge=1, description="serve: open connections at most; more get 503"
+    )
 
     @pydantic.field_validator("brands_dir", "templates_dir")
     @classmethod

@@ -3,6 +3,12 @@
 The cookie is HttpOnly and SameSite=Strict (Secure over HTTPS); it names the token it
 was opened with, so revoking the token ends the session at the next request. Each
 session carries a random CSRF value that every form posts back.
+
+The sign-in form comes before any session, so it has a CSRF value of its own: a random
+nonce in a short cookie (``notifier_login``, HttpOnly, SameSite=Strict) and its MAC in
+the form. A page on another origin can make a browser post the form, but cannot read
+the nonce or forge its MAC, so it cannot sign a victim in as somebody else (login
+CSRF). The sign-in route also refuses posts a browser marks as cross-origin.
 """
 
 from __future__ import annotations
@@ -11,12 +17,16 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
 
 COOKIE = "notifier_preview"
 MAX_AGE = 8 * 3600
+#: the sign-in form's pre-session cookie (a random nonce; the form carries its MAC)
+LOGIN_COOKIE = "notifier_login"
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +95,23 @@ def load(key: bytes, value: str | None, now: float | None = None) -> Session | N
 
 def csrf_ok(session: Session, value: str | None) -> bool:
     return bool(value) and hmac.compare_digest(session.csrf.encode(), (value or "").encode())
+
+
+def login_nonce(current: str | None) -> str:
+    """The sign-in cookie's nonce: the browser's current one if well-formed (several
+    tabs keep working), else a new one."""
+    if current and _NONCE.match(current):
+        return current
+    return secrets.token_urlsafe(18)
+
+
+def login_csrf(key: bytes, nonce: str) -> str:
+    """The sign-in form's CSRF value: a MAC of the cookie's nonce (a cookie planted by
+    a sibling host cannot come with a matching value)."""
+    return _b64(hmac.new(key, b"login\x00" + nonce.encode(), hashlib.sha256).digest())
+
+
+def login_csrf_ok(key: bytes, nonce: str | None, value: str | None) -> bool:
+    if not nonce or not value or not _NONCE.match(nonce):
+        return False
+    return hmac.compare_digest(login_csrf(key, nonce).encode(), value.encode())

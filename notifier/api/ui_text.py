@@ -249,5 +249,22 @@ def choose(header: str | None, available: Iterable[str] = UI_LANGUAGES, default:
     return default if default in offered else offered[0]
 
 
-def texts(lang: str) -> dict[str, str]:
-    return TEXT.get(lang, TEXT["en"])
+class Texts(dict[str, str]):
+    """One language's page text, looked up as ``t.update`` or ``t["update"]`` alike.
+
+    Jinja resolves ``t.update`` with ``getattr`` first, so on a plain dict it found the
+    dict's ``update`` method and the page showed ``<built-in method update …>``. The
+    text is copied into the instance's ``__dict__``, which attribute lookup consults
+    before the class's methods: every key, whatever its name, reads as its text.
+    """
+
+    def __init__(self, text: dict[str, str]) -> None:
+        super().__init__(text)
+        self.__dict__.update(text)
+
+
+_TEXTS = {lang: Texts(text) for lang, text in TEXT.items()}
+
+
+def texts(lang: str) -> Texts:
+    return _TEXTS.get(lang, _TEXTS["en"])

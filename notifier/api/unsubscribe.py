@@ -4,7 +4,9 @@ Mail carries ``List-Unsubscribe: <https://<link domain>/u/<token>>`` and
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``; a mail client POSTs
 ``List-Unsubscribe=One-Click`` there. A GET (a person clicking the link, or a link
 scanner) only shows a page asking to confirm, so scanners never unsubscribe anyone.
-The token is signed: it cannot be forged for another address. The choice is recorded
+The token is encrypted and authenticated (see :mod:`notifier.compose.unsubscribe`): it
+cannot be forged for another address and does not show one; links in mail sent
+before encryption still work. The choice is recorded
 as a suppression of the address for the brand in the outbox (mandatory notices are
 never suppressed).
 """

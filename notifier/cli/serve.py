@@ -41,6 +41,7 @@ def serve(
     import uvicorn
 
     from ..api import create_app
+    from ..api.server import limits
 
     settings = load_settings(ctx)
     logging.basicConfig(
@@ -67,6 +68,13 @@ def serve(
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=30,
+        # slow and many clients: deadlines for each request, a cap on connections
+        http=limits(
+            settings.http_header_timeout,
+            settings.http_body_timeout,
+            settings.http_max_connections,
+        ),
+        timeout_keep_alive=max(1, round(settings.http_keep_alive)),
     )
     uvicorn.Server(config).run()
 

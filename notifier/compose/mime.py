@@ -47,10 +47,11 @@ def guard(value: str, what: str) -> str:
     return value
 
 
-def encode_words(text: str) -> str:
-    """RFC 2047 ``B`` encoded-words, split on character boundaries, folded with CRLF SP."""
+def _encoded(text: str) -> list[str]:
+    """RFC 2047 ``B`` encoded-words of at most 72 characters (the limit is 75), split on
+    character boundaries: 45 bytes of UTF-8 become 60 base64 characters."""
     raw = text.encode("utf-8")
-    limit = 45  # raw bytes per word → 60 base64 chars + 12 of wrapping ≤ 75
+    limit = 45
     words: list[str] = []
     start = 0
     while start < len(raw):
@@ -59,30 +60,79 @@ def encode_words(text: str) -> str:
             end -= 1
         words.append("=?utf-8?b?" + base64.b64encode(raw[start:end]).decode("ascii") + "?=")
         start = end
-    return (CRLF + " ").join(words)
+    return words
 
 
-def header_text(value: str, what: str) -> str:
-    """An unstructured header value (Subject): ASCII as is (folded), else encoded-words."""
-    guard(value, what)
-    if value.isascii() and "=?" not in value:
-        if len(value) <= 70:
-            return value
-        return fold_ascii(value)
-    return encode_words(value)
+def encode_words(text: str) -> str:
+    """RFC 2047 ``B`` encoded-words, split on character boundaries, folded with CRLF SP."""
+    return (CRLF + " ").join(_encoded(text))
 
 
-def fold_ascii(value: str, width: int = 72) -> str:
+#: RFC 5322 §2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998
+WIDTH = 78
+_PIECES = re.compile(r" *[^ ]+| +")
+
+#: (whitespace before, text): the units a header value is folded between
+Unit = tuple[str, str]
+
+
+def _fold(units: list[Unit], used: int) -> str:
+    """Join ``units``, starting a new line before one that would take the line past 78
+    characters (``used``: what the header's name takes on the first line). A unit is
+    never split, and each unit after the first starts with whitespace, so the fold is
+    FWS (RFC 5322 §2.2.3) and unfolding gives the value back."""
     lines: list[str] = []
     line = ""
-    for word in value.split(" "):
-        if line and len(line) + 1 + len(word) > width:
+    room = WIDTH - used
+    for sep, text in units:
+        if line and sep and len(line) + len(sep) + len(text) > room:
             lines.append(line)
-            line = word
+            line, room = sep + text, WIDTH
         else:
-            line = f"{line} {word}" if line else word
+            line += sep + text
     lines.append(line)
-    return (CRLF + " ").join(lines)
+    return CRLF.join(lines)
+
+
+def _text_units(value: str, used: int) -> list[Unit]:
+    """Words separated by spaces, each with the spaces before it. A word too long for
+    any line (a 3,000-character invoice number has nowhere to fold) goes out as
+    encoded-words instead, with any long words next to it, so that the space between
+    them survives decoding (RFC 2047 §6.2 drops space between encoded-words)."""
+    units: list[Unit] = []
+    run, run_sep = "", ""
+    for i, piece in enumerate(_PIECES.findall(value)):
+        if len(piece) <= (WIDTH - used if i == 0 else WIDTH):
+            if run:
+                units += _encoded_units(run, run_sep)
+                run = ""
+            word = piece.lstrip(" ")
+            units.append((piece[: len(piece) - len(word)], word))
+        elif run:
+            run += piece
+        else:  # one space stays outside, as the fold point; the rest is encoded
+            run_sep = piece[:1] if piece.startswith(" ") else ""
+            run = piece[len(run_sep) :]
+    if run:
+        units += _encoded_units(run, run_sep)
+    return units
+
+
+def _encoded_units(text: str, sep: str) -> list[Unit]:
+    words = _encoded(text)
+    return [(sep, words[0])] + [(" ", word) for word in words[1:]]
+
+
+def header_text(value: str, what: str, used: int = len("Subject: ")) -> str:
+    """An unstructured header value (Subject): ASCII as is, folded at spaces, words too
+    long to fold as encoded-words; other text as encoded-words. No line exceeds 998
+    octets whatever the input; lines of words stay within 78 characters."""
+    guard(value, what)
+    if value.isascii() and "=?" not in value:
+        if used + len(value) <= WIDTH:
+            return value
+        return _fold(_text_units(value, used), used)
+    return encode_words(value)
 
 
 def addr_spec(email: str) -> str:
@@ -93,20 +143,23 @@ def addr_spec(email: str) -> str:
     return f"{local}@{domain_to_ascii(domain)}"
 
 
-def address(name: str | None, email: str) -> str:
-    """``Display Name <local@domain>`` with the name quoted or encoded as needed."""
+def address(name: str | None, email: str, used: int = len("Reply-To: ")) -> str:
+    """``Display Name <local@domain>`` with the name quoted or encoded as needed, folded
+    so that a long name never makes a long line (``used``: the header name's share)."""
     spec = addr_spec(email)
     if not name:
         return spec
     guard(name, "display name")
     name = " ".join(name.split())
+    units: list[Unit]
     if not name.isascii() or "=?" in name:
-        phrase = encode_words(name)
+        units = _encoded_units(name, "")
     elif _ATOM.match(name):
-        phrase = name
+        units = _text_units(name, used)  # atoms fold between words
     else:
-        phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{phrase} <{spec}>"
+        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        units = [("", quoted)] if used + len(quoted) <= WIDTH else _encoded_units(name, "")
+    return _fold([*units, (" ", f"<{spec}>")], used)
 
 
 def _qp(text: str) -> bytes:
@@ -146,8 +199,8 @@ def build(
     guard(message_id, "message_id")
     date = date or datetime.now(UTC)
     headers = [
-        ("From", address(sender.display_name, sender.from_address)),
-        ("To", address(rendered.recipient.name, rendered.recipient.email)),
+        ("From", address(sender.display_name, sender.from_address, len("From: "))),
+        ("To", address(rendered.recipient.name, rendered.recipient.email, len("To: "))),
     ]
     if sender.reply_to:
         headers.append(("Reply-To", address(sender.display_name, sender.reply_to)))

@@ -571,7 +571,7 @@ def test_reseller_token_sees_nothing_of_another_brand(client: TestClient, tokens
     assert [x["result"] for x in r.json()["results"]] == ["error", "accepted"]
     assert r.json()["results"][0]["error"] == "forbidden"
     # and the preview of another brand does not exist for it
-    client.post("/preview/login", data={"token": tokens.acme})
+    _sign_in(client, tokens.acme)
     assert client.get("/preview/brands/kustwebb").status_code == 404
     assert client.get("/preview/brands/kustwebb/eml").status_code == 404
 
@@ -798,9 +798,10 @@ def test_unsubscribe_503_when_the_store_fails(
 
 
 def _sign_in(client: TestClient, token: str, lang: str = "en") -> str:
+    form = client.get("/preview", headers={"Accept-Language": lang})  # the sign-in CSRF value
     r = client.post(
         "/preview/login",
-        data={"token": token},
+        data={"token": token, "csrf": _csrf(form.text)},
         headers={"Accept-Language": lang},
         follow_redirects=False,
     )
@@ -826,9 +827,10 @@ def test_preview_sign_in_sets_a_strict_session_cookie(client: TestClient, tokens
 
 
 def test_preview_refuses_bad_and_unbound_tokens(client: TestClient, tokens: Tokens) -> None:
-    r = client.post("/preview/login", data={"token": "nope"})
+    csrf = _csrf(client.get("/preview").text)
+    r = client.post("/preview/login", data={"token": "nope", "csrf": csrf})
     assert r.status_code == 401 and 'id="sign-in-error"' in r.text
-    r = client.post("/preview/login", data={"token": tokens.writer})
+    r = client.post("/preview/login", data={"token": tokens.writer, "csrf": csrf})
     assert r.status_code == 403
     r = client.get("/preview/brands/acme", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/preview"

@@ -139,7 +139,11 @@ def test_every_door_has_the_same_sender(
     api = create_app(settings)
     with TestClient(api) as client:
         admin = api.state.tokens.create(["admin"])[1]
-        assert client.post("/preview/login", data={"token": admin}).status_code in (200, 303)
+        form = client.get("/preview").text  # the sign-in form's CSRF value
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        login = {"token": admin, "csrf": csrf.group(1)}
+        assert client.post("/preview/login", data=login).status_code in (200, 303)
         page = client.get(f"/preview/brands/{brand}", params={"event": event, "lang": "fi"})
         assert page.status_code == 200, page.text
         html = page.text

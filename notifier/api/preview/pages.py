@@ -21,7 +21,7 @@ from ...errors import (
 )
 from ...tokens import TokenStore
 from .. import session as sessions
-from ..session import COOKIE, Session
+from ..session import COOKIE, LOGIN_COOKIE, Session
 from ..ui_text import texts
 from ..web import form, page, ui_language
 from .compose import (
@@ -43,6 +43,7 @@ from .state import (
     _signed_in,
     _state,
     router,
+    sign_in_allowed,
 )
 
 # --- routes -------------------------------------------------------------------------------
@@ -68,6 +69,8 @@ async def index(request: Request) -> Response:
 async def login(request: Request) -> Response:
     t = texts(ui_language(request))
     fields = await form(request)
+    if not sign_in_allowed(request, fields):
+        return _sign_in_page(request, t["csrf"], status=403)
     tokens: TokenStore = request.app.state.tokens
     token = tokens.authenticate(fields.get("token", "").strip())
     if token is None:
@@ -81,6 +84,7 @@ async def login(request: Request) -> Response:
             return _sign_in_page(request, t["bad_token"], status=403)
     opened = sessions.new_session(token.id, token.brand)
     response = _redirect("/preview")
+    response.delete_cookie(LOGIN_COOKIE, path="/preview")
     response.set_cookie(
         COOKIE,
         sessions.dump(_state(request).key, opened),

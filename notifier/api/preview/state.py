@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -21,7 +22,7 @@ from ...errors import (
 from ...tokens import TokenStore
 from .. import session as sessions
 from ..errors import ApiError
-from ..session import COOKIE, Session
+from ..session import COOKIE, LOGIN_COOKIE, Session
 from ..ui_text import texts
 from ..web import HERE, SECURITY_HEADERS, page, ui_language
 
@@ -125,9 +126,66 @@ def _brand(request: Request, found: Session, brand_id: str) -> Brand:
 
 
 def _sign_in_page(request: Request, error: str | None = None, status: int = 200) -> Response:
-    response = page(request, "login.html", status=status, error=error, session=None, capture=False)
+    """The sign-in form, with its pre-session CSRF value and the cookie it is bound to."""
+    nonce = sessions.login_nonce(request.cookies.get(LOGIN_COOKIE))
+    response = page(
+        request,
+        "login.html",
+        status=status,
+        error=error,
+        session=None,
+        capture=False,
+        login_csrf=sessions.login_csrf(_state(request).key, nonce),
+    )
     response.delete_cookie(COOKIE, path="/preview")
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        path="/preview",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
+
+
+def _host_port(host: str, scheme: str) -> tuple[str, int | None]:
+    """``example.org:443`` over https and ``example.org`` compare equal."""
+    split = urlsplit(f"{scheme}://{host}")
+    try:
+        port = split.port
+    except ValueError:
+        return "", None
+    default = {"http": 80, "https": 443}.get(scheme)
+    return (split.hostname or "", None if port == default else port)
+
+
+def cross_origin(request: Request) -> bool:
+    """Did the browser say this request comes from another origin? Every current
+    browser sends ``Sec-Fetch-Site`` (only ``same-origin`` and ``none``, a request the
+    user made, pass), older ones ``Origin`` (must name this host; ``null`` never does).
+    A client that sends neither is no browser, and so no CSRF victim; the form's own
+    CSRF value still applies to it."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site.lower() not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    split = urlsplit(origin)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        return True  # "null" (sandboxed frames, data: URLs) or garbage
+    host = request.headers.get("host", "")
+    return _host_port(split.netloc, split.scheme) != _host_port(host, split.scheme)
+
+
+def sign_in_allowed(request: Request, fields: dict[str, str]) -> bool:
+    """Login CSRF: the post must come from this origin and carry the form's value."""
+    if cross_origin(request):
+        return False
+    return sessions.login_csrf_ok(
+        _state(request).key, request.cookies.get(LOGIN_COOKIE), fields.get("csrf")
+    )
 
 
 def _redirect(url: str) -> RedirectResponse:
