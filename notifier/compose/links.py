@@ -248,6 +248,9 @@ def refuse_disguised(hosts: Iterable[str], values: Iterable[tuple[str, Any]]) ->
     percent-encoding, mapped or fullwidth characters, a trailing dot, backslashes, no
     scheme): no producer needs one, and a reader could be misled. ``values`` are
     (field path, value) pairs; plain platform links pass and are rewritten at render."""
+    values = list(values)
+    if not any(_MAYBE_LINK.search(text) for _, value in values for text in _texts(value)):
+        return  # the common case: no string that could hold a link, no paths to build
     matcher = _matcher(tuple(sorted(h.lower() for h in hosts)))
     errors = [
         FieldError(loc, "links to a platform host in a disguised form; send it plainly")
@@ -259,7 +262,14 @@ def refuse_disguised(hosts: Iterable[str], values: Iterable[tuple[str, Any]]) ->
         raise ValidationError(errors)
 
 
+#: anything a link could start with (see :func:`_positions`): most data strings (names,
+#: domains, dates) have none of these, and one C-level scan settles them
+_MAYBE_LINK = re.compile(r"//|\\|[hH][tT][tT][pP][sS]?:|[wW][wW][wW]\.")
+
+
 def _disguised(text: str, matcher: HostMatcher) -> bool:
+    if _MAYBE_LINK.search(text) is None:
+        return False
     for f in find(text, matcher):
         scheme = text[f.start : f.host_start].lower()
         if scheme not in ("https://", "http://") or not matcher.canonical(
@@ -267,6 +277,21 @@ def _disguised(text: str, matcher: HostMatcher) -> bool:
         ):
             return True
     return False
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in an event's data (:func:`_strings` without the paths)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _texts(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item)
 
 
 def _strings(path: str, value: Any) -> Iterator[tuple[str, str]]:
