@@ -3,6 +3,9 @@ outbox with the intake in front of it."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,38 @@ from notifier.compose.pipeline import Pipeline
 from notifier.config import Secret, Settings
 from notifier.intake.accept import Intake, make_preparer
 from notifier.outbox import Outbox, OutboxConfig, open_outbox
+
+
+def postgres_url() -> str:
+    """The test PostgreSQL (``NOTIFIER_TEST_DATABASE_URL``); without one, the test is
+    skipped on a developer's machine and fails in CI."""
+    url = os.environ.get("NOTIFIER_TEST_DATABASE_URL", "").strip()
+    if url:
+        return url
+    message = (
+        "NOTIFIER_TEST_DATABASE_URL is not set: the PostgreSQL variants need a server; "
+        'start one with: export NOTIFIER_TEST_DATABASE_URL="$(scripts/start-postgres.sh)"'
+    )
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """A URL of the test PostgreSQL on a new, empty schema, dropped afterwards."""
+    import psycopg
+
+    base = postgres_url()
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 class Box:
@@ -96,3 +131,5 @@ def env_var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 pytest_plugins.append("tests.conftest_smtp")
 pytest_plugins.append("tests.conftest_dns")
+# live_box and processes, for tests that run real worker processes
+pytest_plugins.append("tests.worker.support")

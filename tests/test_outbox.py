@@ -9,11 +9,9 @@ tested by moving it, never by sleeping.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -44,7 +42,7 @@ from notifier.outbox.model import DAY, HOUR, LATENCY_BUCKETS, MINUTE, latency_co
 from notifier.signing.dkim import Signer
 from notifier.signing.identity import dkim_identity
 from notifier.signing.keys import KeyStore
-from tests.conftest import open_box
+from tests.conftest import open_box, postgres_schema
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed "now"
 
@@ -64,37 +62,14 @@ class Clock:
         self.now += seconds
 
 
-def postgres_url() -> str:
-    url = os.environ.get("NOTIFIER_TEST_DATABASE_URL", "").strip()
-    if url:
-        return url
-    message = (
-        "NOTIFIER_TEST_DATABASE_URL is not set: the PostgreSQL variants need a server; "
-        'start one with: export NOTIFIER_TEST_DATABASE_URL="$(scripts/start-postgres.sh)"'
-    )
-    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database: a SQLite file, or a new schema in the test PostgreSQL."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'outbox.db'}"
         return
-    base = postgres_url()
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from notifier.dns import checks as dnscheck
 from notifier.errors import StorageError, ValidationError
 from notifier.outbox import Delivery, OutboxConfig, Status
 from notifier.tokens import TokenStore, hash_token, token_id_of
+from tests.conftest import postgres_schema
 
 from .conftest import Tokens
 
@@ -1261,31 +1262,8 @@ def test_store_unavailable_when_the_outbox_cannot_open(tmp_path: Any) -> None:
 @pytest.fixture
 def pg_settings(tmp_path: Any) -> Iterator[Settings]:
     """Settings on a fresh schema of the test PostgreSQL (NOTIFIER_TEST_DATABASE_URL)."""
-    import os
-    import uuid
-
-    base = os.environ.get("NOTIFIER_TEST_DATABASE_URL", "").strip()
-    if not base:
-        message = (
-            "NOTIFIER_TEST_DATABASE_URL is not set; start a server with "
-            'export NOTIFIER_TEST_DATABASE_URL="$(scripts/start-postgres.sh)"'
-        )
-        if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    import psycopg
-
-    schema = f"api_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield Settings(
-            var_dir=tmp_path / "var", database_url=f"{base}{sep}options=-csearch_path%3D{schema}"
-        )
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema("api") as url:
+        yield Settings(var_dir=tmp_path / "var", database_url=url)
 
 
 def test_postgres_tokens_intake_and_isolation(pg_settings: Settings) -> None:

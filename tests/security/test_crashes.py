@@ -24,7 +24,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -66,22 +65,6 @@ clock = contract.clock
 box_settings = contract.box_settings
 make_box = contract.make_box
 box = contract.box
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-
-
-@pytest.fixture
-def live_box(make_box: Callable[..., Outbox]) -> Outbox:
-    """The outbox on the real clock, as the worker processes see it."""
-    return make_box(clock=time.time)
 
 
 # --- duplicates after kill -9 ---------------------------------------------------------------

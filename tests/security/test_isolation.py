@@ -14,10 +14,8 @@ import contextlib
 import copy
 import http.client
 import json
-import os
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from notifier.errors import InternalError, StorageError
 from notifier.intake import preparer
 from notifier.intake.group_commit import GroupCommit
 from notifier.outbox import OutboxConfig
+from tests.conftest import postgres_schema
 
 RENEWAL = "domain.renewal_reminder"
 #: the recipient whose event's render raises
@@ -79,30 +78,8 @@ def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sett
     if request.param == "sqlite":
         yield Settings(var_dir=var, secret_key=Secret("test-secret"))
         return
-    base = os.environ.get("NOTIFIER_TEST_DATABASE_URL", "").strip()
-    if not base:
-        message = (
-            "NOTIFIER_TEST_DATABASE_URL is not set; start a server with "
-            'export NOTIFIER_TEST_DATABASE_URL="$(scripts/start-postgres.sh)"'
-        )
-        if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    import psycopg
-
-    schema = f"iso_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield Settings(
-            var_dir=var,
-            secret_key=Secret("test-secret"),
-            database_url=f"{base}{sep}options=-csearch_path%3D{schema}",
-        )
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema("iso") as url:
+        yield Settings(var_dir=var, secret_key=Secret("test-secret"), database_url=url)
 
 
 def _free_port() -> int:

@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from notifier.api.ui_text import TEXT, texts
 from notifier.compose import unsubscribe as links
 from notifier.config import Secret, Settings
 from notifier.tokens import TokenStore
-from tests.test_outbox import postgres_url
+from tests.conftest import postgres_schema
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -54,18 +53,8 @@ def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.db'}"
         return
-    import psycopg
-
-    base = postgres_url()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema() as url:
+        yield url
 
 
 def test_a_token_revoked_by_another_process_is_refused_on_the_next_request(

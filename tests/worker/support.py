@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +113,22 @@ def wait_for(predicate: Callable[[], bool], what: str, limit: float = 120.0) -> 
 def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, log.read_text(errors="replace")
+
+
+# --- fixtures for tests with real worker processes (a plugin of tests/conftest.py) -----
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+@pytest.fixture
+def live_box(make_box: Callable[..., Outbox]) -> Outbox:
+    """The outbox on the real clock, as the worker processes see it."""
+    return make_box(clock=time.time)

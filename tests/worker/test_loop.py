@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,22 +101,6 @@ def test_stop_before_run_starts_returns_at_once(
 
 
 # --- real worker processes ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-
-
-@pytest.fixture
-def live_box(make_box: Callable[..., Outbox]) -> Outbox:
-    """The outbox on the real clock, as the worker processes see it."""
-    return make_box(clock=time.time)
 
 
 def test_two_worker_processes_share_the_queue_each_message_sent_once(
