@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from ..errors import StorageError
+from . import events as status_events
+from .events import StatusEvent
 from .model import OutboxConfig
 
 log = logging.getLogger("notifier.outbox")
@@ -215,6 +217,12 @@ class StoreBase(ABC):
                 "message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
             )
+
+    def _emit(self, cur: Cursor, events: Sequence[StatusEvent], at: float) -> None:
+        """Record status events in the caller's transaction (see :mod:`.events`): every
+        state change that a webhook reports calls this on the cursor that makes it."""
+        if events:
+            cur.many(status_events.INSERT, status_events.rows(events, at))
 
     def init_schema(self) -> None:
         with self.transaction() as cur:

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from ..errors import StorageError
+from . import events as status_events
 from . import sql
 from .base import Cursor
 from .store import Outbox
@@ -125,6 +126,7 @@ SCHEMA = [
         value DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (brand, event, name)
     )""",
+    *status_events.POSTGRES_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
+from . import events as status_events
 from . import sql
 from .base import Cursor
 from .store import Outbox
@@ -110,6 +111,7 @@ SCHEMA = [
         value REAL NOT NULL,
         PRIMARY KEY (brand, event, name)
     )""",
+    *status_events.SQLITE_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
