@@ -189,6 +189,9 @@ class Settings(BaseModel):
         "links.nordname.com", description="where reseller link domains must point (CNAME)"
     )
     link_addresses: Names = Field((), description="A/AAAA a link domain may point to instead")
+    dns_nameserver: str | None = Field(
+        None, description="HOST[:PORT] the DNS checks ask (default: the system's resolver)"
+    )
     # --- intake ----------------------------------------------------------------------
     max_event_bytes: int = Field(64 * 1024, ge=1024, description="largest event body (bytes)")
     max_batch: int = Field(1000, ge=1, description="largest accepted batch (events)")

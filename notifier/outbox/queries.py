@@ -191,9 +191,10 @@ class Queries(StoreBase):
         recipient: str | None = None,
         before: int | None = None,
         limit: int = 50,
+        domain: str | None = None,
     ) -> list[MessageRecord]:
         """Messages matching every filter given, newest first; ``before`` an id (the
-        cursor of the page before)."""
+        cursor of the page before); ``domain`` the domain name the event is about."""
         if status is not None and status not in sql.STATES:
             raise ValidationError(
                 [FieldError("status", f"unknown state {status!r}; one of {', '.join(sql.STATES)}")]
@@ -205,6 +206,7 @@ class Queries(StoreBase):
             ("status", None if status is None else str(status)),
             ("event", event),
             ("recipient", recipient.lower() if recipient else None),
+            ("domain", domain),
         ):
             if value is not None:
                 where.append(f"m.{column} = ?")

@@ -126,9 +126,17 @@ async def captured_view(request: Request, name: str) -> Response:
             for k in ("Date", "From", "Reply-To", "To", "Subject", "Message-ID")
             if message.get(k)
         ],
+        mail_lang=mail_language(message, ui_language(request)),
         html=_part(message, "html"),
         text=_part(message, "plain"),
     )
+
+
+def mail_language(message: EmailMessage, default: str) -> str:
+    """The language a stored mail says it is in (``Content-Language``), for ``lang``."""
+    value = str(message.get("Content-Language", "") or "").strip()
+    ok = value and len(value) <= 35 and value.replace("-", "").isalnum()
+    return value if ok else default
 
 
 @router.get("/mail/{name}/raw")

@@ -6,7 +6,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +34,9 @@ SAMPLE_NAME = "Aino Virtanen"
 TEST_LIMIT = 5
 TEST_WINDOW = 600.0
 MAX_CAPTURED = 200
+#: "check now" on the domain setup page: at most this many per brand per window
+CHECK_LIMIT = 10
+CHECK_WINDOW = 600.0
 _EML_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,200}\.eml$")
 
 
@@ -67,6 +70,10 @@ class PreviewState:
     capture: bool
     mail_dir: Path
     css: bytes
+    js: bytes = b""
+    check_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(CHECK_LIMIT, CHECK_WINDOW))
+    #: brand id → its last DNS check made from the domain setup page (see domain.py)
+    dns_checked: dict[str, object] = field(default_factory=dict)
 
 
 def setup(app: FastAPI, settings: Settings) -> None:
@@ -76,6 +83,7 @@ def setup(app: FastAPI, settings: Settings) -> None:
         capture=settings.smtp_url is None,
         mail_dir=settings.mail_dir,
         css=(HERE / "static" / "preview.css").read_bytes(),
+        js=(HERE / "static" / "copy.js").read_bytes(),
     )
 
 
