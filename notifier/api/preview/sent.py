@@ -248,4 +248,3 @@ async def sent_eml(request: Request, brand_id: str, message_id: MessageId) -> Re
     record = _own(request, brand, await run_in_threadpool(_get, outbox, message_id))
     raw: RawMessage = await run_in_threadpool(outbox.raw, record.id)
     return _eml_response(raw.data, f"{brand.id}-message-{record.id}.eml")
-

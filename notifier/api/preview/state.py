@@ -71,7 +71,9 @@ class PreviewState:
     mail_dir: Path
     css: bytes
     js: bytes = b""
-    check_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(CHECK_LIMIT, CHECK_WINDOW))
+    check_limiter: RateLimiter = field(
+        default_factory=lambda: RateLimiter(CHECK_LIMIT, CHECK_WINDOW)
+    )
     #: brand id → its last DNS check made from the domain setup page (see domain.py)
     dns_checked: dict[str, object] = field(default_factory=dict)
 
