@@ -13,22 +13,28 @@ skipped without them unless ``NOTIFIER_TEST_REQUIRE_BROWSER=1`` (CI), where that
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from notifier.api.store import open_store
 from notifier.brands import BrandRegistry
 from notifier.compose.pipeline import Pipeline
 from notifier.config import PROJECT_ROOT, Secret, Settings
+from notifier.events import CATALOG
 from notifier.signing.keys import KeyStore
 from notifier.tokens import TokenStore
+from tests.conftest_smtp import DNSMASQ, _dns_ready, _stop, free_port
 
 from .conftest import serving
 
@@ -39,7 +45,9 @@ REQUIRED = os.environ.get("NOTIFIER_TEST_REQUIRE_BROWSER") == "1"
 try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - reported by the skip below
     webdriver = None  # type: ignore[assignment]
@@ -86,6 +94,37 @@ class Server:
     reseller: str  # token bound to acme
     admin: str
     settings: Settings
+    sent: dict[str, int]  # brand → the id of a message sent for it (over the API)
+
+
+def _dnsmasq(root: Path, *records: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """A real dnsmasq on loopback for the module (the ``dnsmasq`` fixture is per test)."""
+    if DNSMASQ is None:
+        pytest.fail("dnsmasq not installed (Debian package dnsmasq-base)")
+    for _ in range(5):
+        port = free_port(socket.SOCK_DGRAM)
+        out = (root / f"dnsmasq-{port}.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                str(DNSMASQ),
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file=",
+                f"--port={port}",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--local=/test/",
+                *records,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        if _dns_ready(port, proc):
+            return f"127.0.0.1:{port}", proc
+        _stop(proc)
+    pytest.fail("dnsmasq did not start")
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +145,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     selector = platform.active_selector()
     assert selector is not None
     KeyStore(settings.keys_path).generate(platform, selector.name, bits=2048)
+    acme = registry.get("acme")
+    KeyStore(settings.keys_path).generate(acme, acme.dkim[0].name, bits=2048)
+    dkim = KeyStore(settings.keys_path).load("acme", acme.dkim[0].name).dns_record("acme.fi")
+    nameserver, dns_proc = _dnsmasq(
+        root,
+        "--local=/acme.fi/",
+        f"--txt-record={dkim.name}," + ",".join(dkim.strings),
+        "--txt-record=bounce.acme.fi,v=spf1 include:_spf.nordname.com -all",
+        "--txt-record=_dmarc.acme.fi,v=DMARC1; p=none",
+    )
     store = open_store(settings, Pipeline(settings))
     tokens = TokenStore(store)
     reseller = tokens.create(["messages:read"], brand="acme", label="browser test")[1]
     admin = tokens.create(["admin"], label="browser test")[1]
+    writers = {
+        b: tokens.create(["events:write", "messages:read"], brand=b, label="browser test")[1]
+        for b in ("acme", "kustwebb")
+    }
     store.outbox.close()  # type: ignore[attr-defined]
 
     env = {
@@ -117,13 +170,39 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "NOTIFIER_BRANDS_DIR": str(brands),
         "NOTIFIER_SECRET_KEY": "browser",
         "NOTIFIER_CONFIG": str(root / "absent.toml"),
+        "NOTIFIER_DNS_NAMESERVER": nameserver,
     }
-    with serving(root, env) as url:
-        yield Server(url, reseller, admin, settings)
+    try:
+        with serving(root, env) as url:
+            sent = {b: _send(url, token, b) for b, token in writers.items()}
+            yield Server(url, reseller, admin, settings, sent)
+    finally:
+        _stop(dns_proc)
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+def _send(url: str, token: str, brand: str) -> int:
+    """An event over the API, delivered by the server's own worker (mail captured) or
+    held by its brand's policy."""
+    name = "domain.nameservers_changed"
+    event = {
+        "event": name,
+        "brand": brand,
+        "recipient": {"email": f"holder@{brand}-customer.fi", "language": "sv"},
+        "data": {**CATALOG[name].sample, "domain": f"{brand}-customer.fi"},
+    }
+    auth = {"Authorization": f"Bearer {token}"}
+    r = httpx.post(f"{url}/v1/events", json=event, headers=auth, timeout=30)
+    assert r.status_code == 202, r.text
+    message_id = int(r.json()["id"])
+    for _ in range(300):
+        doc = httpx.get(f"{url}/v1/messages/{message_id}", headers=auth, timeout=30)
+        if doc.status_code == 200 and doc.json()["status"] in ("sent", "held"):
+            return message_id  # (kustwebb holds mail until its DNS is verified)
+        time.sleep(0.1)
+    pytest.fail(f"message {message_id} was never sent")
+
+
+def _chromium(profile: Path, accept_language: str) -> Any:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -137,13 +216,20 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         "--disable-sync",
         "--disable-dev-shm-usage",
         "--window-size=1400,1100",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "sv-FI,sv,en"})
+    options.add_experimental_option("prefs", {"intl.accept_languages": accept_language})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    driver = _chromium(tmp_path / "chromium-profile", "sv-FI,sv,en")
     try:
         yield driver
     finally:
@@ -272,3 +358,231 @@ def test_docs_render_from_the_app_alone(server: Server, browser: Any, tmp_path: 
     outside = [u for u in loaded if not u.startswith(server.url) and not u.startswith("data:")]
     assert outside == []
     browser.save_screenshot(str(tmp_path / "docs.png"))
+
+
+# --- sent mail, domain setup, keyboard and axe-core ------------------------------------
+
+AXE = Path(
+    os.environ.get("NOTIFIER_TEST_AXE")
+    or PROJECT_ROOT / ".venv-tools" / "axe-core-4.10.3" / "axe.min.js"
+)
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_RUN = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {
+  runOnly: {type: 'tag', values: arguments[0]},
+  resultTypes: ['violations'],
+  iframes: false,
+}).then(r => done(r.violations.map(v => ({
+  id: v.id, impact: v.impact, help: v.help,
+  nodes: v.nodes.map(n => n.target.join(' ') + ' | ' + (n.failureSummary || '')),
+})))).catch(e => done([{id: 'axe-error', impact: 'error', help: String(e), nodes: []}]));
+"""
+
+
+def _axe(driver: Any) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2.1 A/AA violations on the page now (the previewed mail's own
+    document, in its script-less sandbox, is the brand's template, not the page)."""
+    if not AXE.is_file():
+        message = f"axe-core not found at {AXE} (scripts/test fetches it from npm)"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    driver.execute_script(AXE.read_text("utf-8"))
+    violations: list[dict[str, Any]] = driver.execute_async_script(AXE_RUN, WCAG_TAGS)
+    return violations
+
+
+def _active_id(driver: Any) -> str:
+    return str(driver.execute_script("return document.activeElement && document.activeElement.id"))
+
+
+def _tab(driver: Any) -> str:
+    ActionChains(driver).send_keys(Keys.TAB).perform()
+    return _active_id(driver)
+
+
+@pytest.mark.parametrize("ui", ["en", "fi", "sv"])
+def test_axe_finds_no_violation_on_any_preview_page(
+    server: Server, tmp_path: Path, ui: str
+) -> None:
+    driver = _chromium(tmp_path / "profile", ui)
+    found: dict[str, list[dict[str, Any]]] = {}
+
+    def audit(name: str) -> None:
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == ui, name
+        found[name] = _axe(driver)
+
+    try:
+        driver.get(f"{server.url}/preview")
+        audit("sign-in")
+        _sign_in(driver, server, server.reseller)
+        audit("preview")
+        driver.get(f"{server.url}/preview/brands/acme?event=domain.renewal_reminder&lang=sv")
+        audit("preview sv mail")
+        driver.find_element(By.ID, "update").click()
+        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "button#lang-en"))
+        audit("preview edited (form)")
+        driver.find_element(By.ID, "data").clear()
+        driver.find_element(By.ID, "data").send_keys("{")
+        driver.find_element(By.ID, "update").click()
+        _wait(driver, lambda d: d.find_elements(By.ID, "data-errors"))
+        audit("preview with data errors")
+        driver.get(f"{server.url}/preview/brands/acme/sent")
+        audit("sent mail")
+        driver.get(f"{server.url}/preview/brands/acme/sent?recipient=nope&state=lost")
+        audit("sent mail, bad search")
+        driver.get(f"{server.url}/preview/brands/acme/sent?state=held")
+        audit("sent mail, nothing found")
+        driver.get(f"{server.url}/preview/brands/acme/sent/{server.sent['acme']}")
+        audit("sent message")
+        # control: axe does find what the preview's own <pre> used to be (a scrollable
+        # region no keyboard can reach), so an empty list above means something
+        driver.execute_script(
+            "const p = document.getElementById('mail-text');"
+            "p.removeAttribute('tabindex'); p.removeAttribute('role');"
+            "p.style.maxHeight = '2rem'; p.textContent = 'x\\n'.repeat(400);"
+        )
+        control = _axe(driver)
+        assert "scrollable-region-focusable" in {v["id"] for v in control}, control
+        driver.get(f"{server.url}/preview/brands/acme/domain")
+        audit("domain setup")
+        driver.find_element(By.ID, "check-now").click()
+        _wait(driver, lambda d: d.find_elements(By.ID, "checked-at"))
+        audit("domain setup, checked")
+        driver.get(f"{server.url}/preview/mail")
+        audit("captured mail (reseller)")
+        driver.find_element(By.ID, "sign-out").click()
+        _wait(driver, lambda d: d.find_elements(By.ID, "token"))
+        _sign_in(driver, server, server.admin)
+        audit("brands (admin)")
+        driver.get(f"{server.url}/preview/mail")
+        audit("captured mail")
+        driver.find_element(By.CSS_SELECTOR, "#captured tbody a").click()  # (admin: all)
+        _wait(driver, lambda d: d.find_elements(By.ID, "mail-text"))
+        audit("captured message")
+        driver.get(f"{server.url}/preview/brands/skriptikoe?event=domain.renewal_reminder")
+        audit("preview (admin, another brand)")
+    finally:
+        driver.quit()
+    bad = {page: v for page, v in found.items() if v}
+    assert len(found) == 16
+    assert bad == {}, "\n".join(
+        f"{page}: {v['id']} ({v['impact']}): {v['help']}\n    " + "\n    ".join(v["nodes"])
+        for page, vs in bad.items()
+        for v in vs
+    )
+
+
+def test_keyboard_skip_link_and_language_switch_focus(server: Server, browser: Any) -> None:
+    _sign_in(browser, server, server.reseller)
+    page = f"{server.url}/preview/brands/acme?event=domain.renewal_reminder&lang=fi"
+    browser.get(page)
+    # without the skip link: Tab through the page to the mail-language switch
+    presses = 0
+    while _tab(browser) != "lang-sv":
+        presses += 1
+        assert presses < 200
+    without_skip = presses + 1
+    # with it: the first Tab reaches the skip link, Enter moves focus to the message
+    browser.get(page)
+    assert _tab(browser) == "skip"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    _wait(browser, lambda d: _active_id(d) == "message")
+    presses = 2
+    while _tab(browser) != "lang-sv":
+        presses += 1
+        assert presses < 200
+    with_skip = presses + 1
+    print(f"Tab presses to the language switch: {without_skip} without, {with_skip} with skip")
+    assert with_skip < without_skip and with_skip <= 5
+    # switching the language keeps focus on the switched control, not the page top
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    _wait(browser, lambda d: "lang=sv" in d.current_url)
+    _wait(browser, lambda d: _active_id(d) == "lang-sv")
+    assert _in_mail(browser)[0] == "sv"
+    # the same in the edited-data form, whose switch is a submit button
+    browser.find_element(By.ID, "update").click()
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "button#lang-en"))
+    browser.find_element(By.ID, "lang-en").click()
+    _wait(browser, lambda d: _active_id(d) == "lang-en")
+    assert browser.find_element(By.ID, "lang-en").get_attribute("aria-current") == "true"
+    # the mail's parts carry the mail's language, the page its own
+    assert browser.find_element(By.ID, "mail-text").get_attribute("lang") == "en"
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "sv"
+    navs = browser.find_elements(By.TAG_NAME, "nav")
+    assert navs and all(n.get_attribute("aria-label") for n in navs)
+
+
+def test_sent_mail_in_a_real_browser(server: Server, browser: Any, tmp_path: Path) -> None:
+    _sign_in(browser, server, server.reseller)
+    _click(browser, "nav-sent", "/preview/brands/acme/sent")
+    assert "Skickade meddelanden" in browser.title
+    rows = browser.find_elements(By.CSS_SELECTOR, "#sent-list tbody tr")
+    ids = {int(r.get_attribute("data-id")) for r in rows}
+    assert server.sent["acme"] in ids and server.sent["kustwebb"] not in ids
+    assert "kustwebb-customer.fi" not in browser.page_source
+    # search by recipient through the form
+    browser.find_element(By.ID, "s-recipient").send_keys("holder@acme-customer.fi")
+    browser.find_element(By.ID, "search").click()
+    _wait(browser, lambda d: "recipient=holder" in d.current_url)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#sent-list tbody tr")
+    assert [int(r.get_attribute("data-id")) for r in rows] == [server.sent["acme"]]
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    _wait(browser, lambda d: d.find_elements(By.ID, "attempts"))
+    assert "Skickat" in browser.find_element(By.ID, "r-state").text
+    # (capture mode here: the SMTP replies themselves are in test_preview_self_service.py)
+    assert "Servern tog emot meddelandet" in browser.find_element(By.ID, "attempts").text
+    assert browser.find_element(By.ID, "mail-text").get_attribute("lang") == "sv"
+    browser.save_screenshot(str(tmp_path / "sent-message.png"))
+    # the .eml link gives the exact bytes as sent: their SHA-256 is the recorded one
+    href = browser.find_element(By.ID, "download").get_attribute("href")
+    cookie = browser.get_cookie("notifier_preview")["value"]
+    eml = httpx.get(href, cookies={"notifier_preview": cookie}, timeout=30)
+    assert eml.status_code == 200
+    admin = {"Authorization": f"Bearer {server.admin}"}
+    doc = httpx.get(f"{server.url}/v1/messages/{server.sent['acme']}", headers=admin).json()
+    assert hashlib.sha256(eml.content).hexdigest() == doc["sent_sha256"]
+    # another brand's message is not there for this reseller, whatever the URL
+    browser.get(f"{server.url}/preview/brands/acme/sent/{server.sent['kustwebb']}")
+    assert "holder@kustwebb" not in browser.page_source
+    browser.get(f"{server.url}/preview/brands/kustwebb/sent/{server.sent['kustwebb']}")
+    assert "holder@kustwebb" not in browser.page_source
+
+
+def test_domain_setup_in_a_real_browser(server: Server, browser: Any, tmp_path: Path) -> None:
+    _sign_in(browser, server, server.reseller)
+    _click(browser, "nav-domain", "/preview/brands/acme/domain")
+    assert "Domäninställningar" in browser.title
+    value = browser.find_element(By.ID, "rec-dkim-acme2026a-value")
+    assert value.get_attribute("readonly") is not None
+    assert value.get_attribute("value").startswith("v=DKIM1;")
+    # the copy script ran (its buttons are shown) and copies the value
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    button = browser.find_element(By.CSS_SELECTOR, 'button[data-copy="rec-dkim-acme2026a-value"]')
+    assert button.is_displayed()
+    button.click()
+    _wait(browser, lambda d: d.find_element(By.ID, "copy-status").get_attribute("textContent"))
+    assert button.text == "Kopierat"
+    copied = browser.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('!' + e))"
+    )
+    assert copied == value.get_attribute("value")
+    # check now: a POST with the session's CSRF value, then each record's status
+    browser.find_element(By.ID, "check-now").click()
+    _wait(browser, lambda d: d.current_url.endswith("/preview/brands/acme/domain#dns-status"))
+    assert browser.find_elements(By.ID, "checked-at")
+    assert _active_id(browser) == "dns-status"  # focus lands on the outcome
+
+    def status(rid: str) -> str:
+        node = browser.find_element(By.CSS_SELECTOR, f"#rec-{rid}-status .st")
+        return str(node.get_attribute("class")).split("st-")[-1]
+
+    assert status("dkim-acme2026a") == "ok"
+    assert status("spf") == "ok"
+    assert status("dmarc") == "ok"
+    assert status("link") == "fail"  # domain.acme.fi is not published
+    browser.save_screenshot(str(tmp_path / "domain-setup.png"))
