@@ -55,6 +55,8 @@ class Brand(_Model):
     name: SafeStr
     legal_name: SafeStr
     address: list[SafeStr] = Field(min_length=1, max_length=5)
+    #: the country line of the address in each language, e.g. {fi = "Suomi"}
+    country: dict[Language, SafeStr] = Field(default_factory=dict)
     business_id: SafeStr | None = None
     platform: bool = False
 
@@ -75,6 +77,12 @@ class Brand(_Model):
     default_language: Language = "fi"
     languages: list[Language] = Field(default_factory=lambda: list(_ALL), min_length=1)
     timezone: str = "Europe/Helsinki"
+    #: the locale each language is written in, e.g. {sv = "sv-FI"}: Babel's dates and
+    #: times follow it ("kl. 9.30" in sv-FI, "kl. 09:30" in sv-SE); default fi-FI,
+    #: sv-SE, en-GB
+    locale: dict[Language, Annotated[str, Field(pattern=r"^[a-z]{2}[-_][A-Z]{2}$")]] = Field(
+        default_factory=dict
+    )
     dkim: list[Selector] = Field(default_factory=list)
     unverified_policy: Literal["platform", "hold"] = "platform"
     dns_verified: bool = False
@@ -86,6 +94,20 @@ class Brand(_Model):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @pydantic.field_validator("locale")
+    @classmethod
+    def _locale(cls, value: dict[str, str]) -> dict[str, str]:
+        from babel import Locale, UnknownLocaleError
+
+        for lang, tag in value.items():
+            if tag[:2] != lang:
+                raise ValueError(f"{lang}: locale {tag!r} is not for language {lang!r}")
+            try:
+                Locale.parse(tag.replace("-", "_"))
+            except (UnknownLocaleError, ValueError) as exc:
+                raise ValueError(f"{lang}: unknown locale {tag!r}") from exc
         return value
 
     @pydantic.model_validator(mode="after")
@@ -124,6 +146,10 @@ class Brand(_Model):
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def locale_for(self, lang: str) -> str | None:
+        """The brand's locale for ``lang`` (``sv-FI``), or None for the default."""
+        return next((tag for key, tag in self.locale.items() if key == lang), None)
 
     def active_selector(self, algorithm: str = "rsa") -> Selector | None:
         for sel in self.dkim:

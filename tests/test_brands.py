@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,28 @@ def test_file_name_must_match_id(tmp_path: Path) -> None:
     with pytest.raises(BrandError) as info:
         load_brand(path)
     assert info.value.field == "id"
+
+
+@pytest.mark.parametrize(
+    ("locale", "field"),
+    [
+        ('{ sv = "fi-FI" }', "locale"),  # not Swedish
+        ('{ sv = "sv-XX" }', "locale"),  # no such locale
+        ('{ sv = "swedish" }', "locale.sv"),  # not a tag
+    ],
+)
+def test_bad_locale_names_the_field(tmp_path: Path, locale: str, field: str) -> None:
+    text = (BRANDS / "acme.toml").read_text()
+    text = re.sub(r"(?m)^locale = .*$", f"locale = {locale}", text)
+    path = tmp_path / "l.toml"
+    path.write_text(text)
+    with pytest.raises(BrandError) as info:
+        load_brand(path)
+    assert info.value.field == field
+
+
+def test_shipped_brands_write_finland_swedish_and_localise_the_country() -> None:
+    for brand in BrandRegistry(BRANDS, "nordname").all():
+        assert brand.locale == {"fi": "fi-FI", "sv": "sv-FI", "en": "en-GB"}
+        assert not any(line.strip() == "Finland" for line in brand.address)
+    assert BrandRegistry(BRANDS, "nordname").get("nordname").country["fi"] == "Suomi"

@@ -176,3 +176,41 @@ def test_base64_lines_are_76_characters_and_crlf(size: int) -> None:
     enc = base64.b64encode(text.encode("utf-8"))
     expected = b"".join(enc[i : i + 76] + b"\r\n" for i in range(0, len(enc), 76))
     assert mime._b64(text) == expected
+
+
+def _subject_lines(data: bytes) -> list[bytes]:
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    start = next(i for i, line in enumerate(head) if line.startswith(b"Subject: "))
+    lines = [head[start]]
+    for line in head[start + 1 :]:
+        if not line.startswith((b" ", b"\t")):
+            break
+        lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_encoded_subject_lines_are_at_most_76_octets(pipeline: Pipeline, lang: str) -> None:
+    """RFC 2047 §2: a header line with encoded-words is at most 76 octets, the first one
+    (after ``Subject: ``) included; decoding gives the subject back."""
+    from notifier import events
+
+    encoded = 0
+    for name in events.CATALOG:
+        composed = pipeline.compose(pipeline.sample(name, "acme", lang), date=WHEN)
+        lines = _subject_lines(composed.outgoing.data)
+        if b"=?utf-8?" in b"".join(lines):
+            encoded += 1
+            assert all(len(line) <= 76 for line in lines), (name, lines)
+        assert str(parse(composed.outgoing.data)["Subject"]) == composed.rendered.subject
+    assert encoded > 0
+
+
+@given(
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=300)
+)
+@settings(max_examples=200, deadline=None)
+def test_any_non_ascii_subject_folds_within_76(text: str) -> None:
+    value = mime.header_text("Päivä " + text, "subject")
+    lines = ("Subject: " + value).split("\r\n")
+    assert all(len(line.encode()) <= 76 for line in lines if "=?utf-8?" in line)

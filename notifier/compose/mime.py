@@ -47,11 +47,17 @@ def guard(value: str, what: str) -> str:
     return value
 
 
-def _encoded(text: str) -> list[str]:
+#: RFC 2047 §2: a line that carries encoded-words is at most 76 octets
+ENCODED_LINE = 76
+
+
+def _encoded(text: str, used: int = 1) -> list[str]:
     """RFC 2047 ``B`` encoded-words of at most 72 characters (the limit is 75), split on
-    character boundaries: 45 bytes of UTF-8 become 60 base64 characters."""
+    character boundaries: 45 bytes of UTF-8 become 60 base64 characters. The first word
+    is shorter when what precedes it on its line (``used``, e.g. ``Subject: ``) would
+    take the line past 76 octets; each later word has a line of its own after one space."""
     raw = text.encode("utf-8")
-    limit = 45
+    limit = min(45, (ENCODED_LINE - used - 12) // 4 * 3)
     words: list[str] = []
     start = 0
     while start < len(raw):
@@ -59,13 +65,13 @@ def _encoded(text: str) -> list[str]:
         while end < len(raw) and (raw[end] & 0xC0) == 0x80:  # not inside a character
             end -= 1
         words.append("=?utf-8?b?" + base64.b64encode(raw[start:end]).decode("ascii") + "?=")
-        start = end
+        start, limit = end, 45
     return words
 
 
-def encode_words(text: str) -> str:
+def encode_words(text: str, used: int = 1) -> str:
     """RFC 2047 ``B`` encoded-words, split on character boundaries, folded with CRLF SP."""
-    return (CRLF + " ").join(_encoded(text))
+    return (CRLF + " ").join(_encoded(text, used))
 
 
 #: RFC 5322 §2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998
@@ -132,7 +138,7 @@ def header_text(value: str, what: str, used: int = len("Subject: ")) -> str:
         if used + len(value) <= WIDTH:
             return value
         return _fold(_text_units(value, used), used)
-    return encode_words(value)
+    return encode_words(value, used)
 
 
 def addr_spec(email: str) -> str:

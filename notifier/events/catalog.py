@@ -150,7 +150,8 @@ SPECS: list[EventSpec] = [
         "deactivated), after which it is deleted and anyone may register it. How to renew, price.",
         _d(
             expired_at=_EXP,
-            dns_stops_at="2026-12-31T23:59:59+02:00",
+            # a .fi name stops resolving when it expires (the protection period follows)
+            dns_stops_at=_EXP,
             renewable_until="2027-01-25T23:59:59+02:00",
             price=_EUR,
             renew_url=_URL + "/renew",
@@ -166,7 +167,8 @@ SPECS: list[EventSpec] = [
         "gTLD: redemption grace period, restore possible until redemption_ends_at for restore_price; "
         ".fi: protection period ending; .se: deactivated/quarantine. Restore link.",
         _d(
-            redemption_ends_at="2027-02-24T23:59:59+02:00",
+            # .fi: the one-month protection period of the domain.expired sample
+            redemption_ends_at="2027-01-25T23:59:59+02:00",
             restore_price={"amount": "89.00", "currency": "EUR"},
             restore_url=_URL + "/restore",
         ),
@@ -377,12 +379,13 @@ SPECS: list[EventSpec] = [
         RegistrantChanged,
         "The change of registrant is done (to previous and new registrant).",
         "Done at changed_at; the 60-day transfer lock ends transfer_lock_until (or none if opted out).",
+        # the sample recipient is Aino Virtanen, the previous registrant; a .fi change
+        # has no transfer lock (an ICANN rule for gTLDs only)
         _d(
-            role="new",
+            role="previous",
             previous_registrant="Aino Virtanen",
             new_registrant="Virtasen Puutarha Oy",
             changed_at=_NOW,
-            transfer_lock_until="2027-01-25T09:30:00+02:00",
         ),
         occasion=("role", "changed_at"),
     ),

@@ -59,3 +59,34 @@ def test_plural_forms_of_exact_ints_only_are_remembered() -> None:
     # though it hashes like 1
     assert en.plural(Decimal("1.0"), "day", "days") == "1 days"  # type: ignore[arg-type]
     assert formatter("fi", "Europe/Helsinki").plural(21, "päivä", "päivää") == "21 päivää"
+
+
+NINE = datetime(2026, 11, 26, 7, 30, tzinfo=UTC)  # 9.30 in Helsinki
+
+
+@pytest.mark.parametrize(
+    ("lang", "locale", "tz", "expected"),
+    [
+        ("fi", "fi-FI", "Europe/Helsinki", "26. marraskuuta 2026 klo 9.30 Suomen aikaa"),
+        ("sv", "sv-FI", "Europe/Helsinki", "26 november 2026 kl. 9.30 finsk tid"),
+        ("sv", "sv-SE", "Europe/Stockholm", "26 november 2026 kl. 08:30 svensk tid"),
+        ("en", "en-GB", "Europe/Helsinki", "26 November 2026 at 09:30 Finnish time"),
+        ("en", None, "Europe/Helsinki", "26 November 2026 at 09:30 Finnish time"),
+        ("fi", "fi-FI", "Asia/Tokyo", "26. marraskuuta 2026 klo 16.30 (aikavyöhyke: Japani)"),
+    ],
+)
+def test_moment_carries_the_zone_in_the_readers_language(
+    lang: str, locale: str | None, tz: str, expected: str
+) -> None:
+    shown = formatter(lang, tz, locale).moment(NINE)
+    assert shown.replace(NBSP, " ") == expected
+
+
+def test_dates_and_times_do_not_break_inside() -> None:
+    f = formatter("fi", "Europe/Helsinki", "fi-FI")
+    assert f.day(NINE) == f"26.{NBSP}marraskuuta{NBSP}2026"
+    # one ordinary space: between the date and "klo", where a line may break
+    assert f.moment(NINE).count(" ") == 1
+    assert f.clock(NINE) == f"9.30{NBSP}Suomen{NBSP}aikaa"
+    en_us = formatter("en", "America/New_York", "en-US")
+    assert en_us.moment(NINE).replace(NBSP, " ").startswith("November 26, 2026 at 2:30")

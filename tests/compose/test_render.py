@@ -54,14 +54,18 @@ def test_language_falls_back_to_brand_default(pipeline: Pipeline) -> None:
 
 def test_finnish_copy_uses_babel_formats(pipeline: Pipeline) -> None:
     r = pipeline.compose(pipeline.sample("domain.renewal_reminder", "acme", "fi")).rendered
-    assert "26. joulukuuta 2026" in r.text
+    # dates and "N days" hold together with no-break spaces (issue 12); the words are Babel's
+    text = r.text.replace("\xa0", " ")
+    assert "26.\xa0joulukuuta\xa02026" in r.text
+    assert "26. joulukuuta 2026" in text
     assert "12,50\xa0€" in r.text
-    assert "30 päivää" in r.text or "30 päivän" in r.text
+    assert "30 päivää" in text or "30 päivän" in text
 
 
 def test_swedish_copy_uses_babel_formats(pipeline: Pipeline) -> None:
     r = pipeline.compose(pipeline.sample("domain.renewal_reminder", "acme", "sv")).rendered
-    assert "26 december 2026" in r.text
+    assert "26\xa0december\xa02026" in r.text
+    assert "26 december 2026" in r.text.replace("\xa0", " ")
     assert "12,50\xa0€" in r.text
 
 

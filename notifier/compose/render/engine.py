@@ -227,7 +227,7 @@ def render_parts(
         mandatory=event.spec.mandatory,
         unsubscribe_url=job.unsubscribe_url,
         layout=f"{lang}/layout.jinja",
-        _memo=Memo(formatter(lang, brand.timezone)),
+        _memo=Memo(formatter(lang, brand.timezone, brand.locale_for(lang))),
     )
     name = f"{lang}/{event.name}.jinja"
     token = BUDGET.set(Budget()) if sandboxed else None

@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from ...errors import RenderError
 from ...fields import Money
-from ...i18n import Formatter
+from ...i18n import NBSP, Formatter
 
 #: marks a helper's output as a block (no paragraph wrapping); never in valid data
 BLOCK = "\x02"
@@ -60,17 +60,18 @@ def _memo(ctx: Any) -> Memo:
 def f_date(ctx: Any, value: datetime | date | None) -> str:
     if value is None:
         raise RenderError("date filter got no value")
-    return _memo(ctx)("date", value)
+    return _memo(ctx)("day", value)
 
 
 @jinja2.pass_context
 def f_datetime(ctx: Any, value: datetime) -> str:
-    return _memo(ctx)("datetime", value)
+    """Date, time of day and its zone ("klo 9.30 Suomen aikaa")."""
+    return _memo(ctx)("moment", value)
 
 
 @jinja2.pass_context
 def f_time(ctx: Any, value: datetime) -> str:
-    return _memo(ctx)("time", value)
+    return _memo(ctx)("clock", value)
 
 
 @jinja2.pass_context
@@ -100,7 +101,8 @@ def f_list(ctx: Any, value: Iterable[Any]) -> str:
 
 @jinja2.pass_context
 def g_plural(ctx: Any, count: int, one: str, other: str) -> str:
-    return _memo(ctx).fmt.plural(count, one, other)
+    # "30 päivää" never breaks across lines: a no-break space after the number
+    return _memo(ctx).fmt.plural(count, one, other).replace(" ", NBSP, 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,12 +124,23 @@ def _collapse_spaces(text: str) -> str:
     return text.strip(" ")
 
 
+#: an international phone number, "+358 3 555 0123": never broken across lines
+_PHONE = re.compile(r"\+\d{1,3}(?: \d{1,5}){1,5}\b")
+
+
+def _nbsp(match: re.Match[str]) -> str:
+    return match.group(0).replace(" ", "\u00a0")
+
+
 def _wrap(text: str, width: int = TEXT_WIDTH) -> str:
     """Greedy word wrap on ASCII spaces only: never breaks a word (URLs stay whole)
-    nor at a no-break space (``12,50\u00a0€`` stays together)."""
+    nor at a no-break space (``12,50\u00a0€`` stays together), nor inside a phone
+    number."""
     text = _collapse_spaces(text)
     if len(text) <= width:
         return text
+    if "+" in text:  # a one-character test keeps the regex off most paragraphs
+        text = _PHONE.sub(_nbsp, text)
     return "\n".join(_wrap_pattern(width).findall(text))
 
 
@@ -165,12 +178,20 @@ def text_paragraphs(body: str) -> str:
     return "\n\n".join(out)
 
 
+def _nowrap_phones(html: str) -> str:
+    """Phone numbers in one piece on a narrow (375 px) screen."""
+    if "+" not in html:
+        return html
+    return _PHONE.sub(lambda m: f'<span style="white-space:nowrap;">{m.group(0)}</span>', html)
+
+
 def html_paragraphs(body: str) -> Markup:
     out = []
     for is_block, chunk in _chunks(str(body)):
         if is_block:
             out.append(chunk.replace(BLOCK, ""))
         else:
+            chunk = _nowrap_phones(chunk)
             out.append('<p style="margin:0 0 16px 0;">' + chunk.replace("\n", " ") + "</p>")
     return Markup("\n".join(out))
 
@@ -231,7 +252,7 @@ def h_notice(ctx: Any, text: str) -> Markup:
         f'{BLOCK}<table role="presentation" cellpadding="0" cellspacing="0" border="0" '
         f'width="100%" style="margin:0 0 20px 0;"><tr><td class="notice" bgcolor="{c.accent}" '
         f'style="padding:14px 16px;background-color:{c.accent};border-left:4px solid {c.primary};'
-        f'border-radius:4px;">{_e(text)}</td></tr></table>'
+        f'border-radius:4px;">{_nowrap_phones(_e(text))}</td></tr></table>'
     )
 
 
