@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("notifier.dns")
 
-#: how long a worker holds a brand it is checking before another may take it
-CHECK_LEASE = 600.0
+#: how long a worker holds a brand it is checking before another may take it (a check
+#: takes at most a few lookups' timeouts)
+CHECK_LEASE = 300.0
 #: ± fraction of jitter on the recheck period, so brands added together spread out
 JITTER = 0.1
 
@@ -137,15 +138,22 @@ class Verifier:
         done: list[DnsRecorded] = []
         for brand_id in self.outbox.claim_dns_checks(owner, self.checkable(), lease=CHECK_LEASE):
             if stop():
-                self.outbox.release_dns_claim(owner, brand_id)
+                self._give_back(owner, brand_id)
                 continue
             brand = self.brands.get(brand_id)
             try:
                 done.append(self.check_and_record(brand, source=f"worker {owner}", owner=owner)[1])
-            except DNSCheckError as exc:
-                log.error("brand %s DNS check could not run: %s", brand_id, exc)
-                self.outbox.release_dns_claim(owner, brand_id)
+            except (DNSCheckError, StorageError) as exc:
+                log.error("brand %s DNS check not recorded: %s", brand_id, exc)
+                self._give_back(owner, brand_id)
         return done
+
+    def _give_back(self, owner: str, brand_id: str) -> None:
+        """Release a claim at once (else the brand waits for the lease to expire)."""
+        try:
+            self.outbox.release_dns_claim(owner, brand_id)
+        except StorageError as exc:
+            log.warning("brand %s DNS claim released when its lease ends: %s", brand_id, exc)
 
 
 class DnsView:
