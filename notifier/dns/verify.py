@@ -184,9 +184,14 @@ class DnsView:
         """True/False as last observed; None for a brand never checked."""
         return self.observed.get(brand_id)
 
-    def maybe_refresh(self) -> None:
-        """:meth:`refresh` if the copy is older than ``refresh`` seconds."""
-        if self.clock() - self._read_at >= self.refresh_every:
+    def stale(self) -> bool:
+        """Older than ``refresh`` seconds: :meth:`maybe_refresh` would read."""
+        return self.clock() - self._read_at >= self.refresh_every
+
+    def maybe_refresh(self, *, force: bool = False) -> None:
+        """:meth:`refresh` if the copy is older than ``refresh`` seconds (or ``force``);
+        a database that does not answer keeps the old copy."""
+        if force or self.stale():
             try:
                 self.refresh()
             except StorageError as exc:

@@ -273,14 +273,14 @@ class Worker:
             self._maybe_check_dns()
             if self._todo.qsize() < cfg.batch_size:
                 try:
-                    await self._db_call("dns state", self.dns.maybe_refresh)
+                    await self._follow_dns()
                     claims = await self._db_call(
                         "claim", self.outbox.claim, self.name, cfg.batch_size
                     )
                     if any(self.dns.verified(c.sign_brand) is False for c in claims):
                         # e.g. held mail released by a check a moment ago: make sure the
                         # copy is not older than the claim before falling back
-                        await self._db_call("dns state", self.dns.refresh)
+                        await self._follow_dns(force=True)
                 except StorageError:
                     await self._sleep(backoff.next(), wake=False)
                     continue
@@ -375,6 +375,16 @@ class Worker:
     async def _maybe_housekeeping(self) -> None:
         if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:
             await self._housekeeping()
+
+    async def _follow_dns(self, *, force: bool = False) -> None:
+        """Re-read the brands' observed DNS state (``force``: now, else when the copy is
+        older than ``dns_refresh``) on the database thread. A failure keeps the old copy
+        and is left to the claim's own bookkeeping of database health."""
+        if not force and not self.dns.stale():
+            return  # the usual case: no hop to the database thread
+        loop = asyncio.get_running_loop()
+        read = partial(self.dns.maybe_refresh, force=force)
+        await loop.run_in_executor(self._db, read)
 
     def _maybe_check_dns(self) -> None:
         """Every ``dns_poll``, check the brands due (claimed: one worker per brand and
