@@ -87,6 +87,12 @@ def _duration(value: Any) -> Any:
     return value
 
 
+def _off_or_duration(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in ("off", "never", "0"):
+        return 0.0
+    return _duration(value)
+
+
 def _durations(value: Any) -> Any:
     if isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
@@ -189,8 +195,16 @@ class Settings(BaseModel):
         "links.nordname.com", description="where reseller link domains must point (CNAME)"
     )
     link_addresses: Names = Field((), description="A/AAAA a link domain may point to instead")
+    # --- brand DNS verification (docs/DNS.md) -----------------------------------------
+    dns_recheck: Annotated[float, BeforeValidator(_off_or_duration), Field(ge=0)] = Field(
+        6 * HOUR, description="workers re-check every brand's DNS this often (±10 %); off: never"
+    )
     dns_nameserver: str | None = Field(
-        None, description="HOST[:PORT] the DNS checks ask (default: the system's resolver)"
+        None, description="DNS checks ask this HOST[:PORT] (default: the system's resolver)"
+    )
+    dns_timeout: Duration = Field(5.0, description="DNS checks: seconds per lookup, then unknown")
+    dns_refresh: Duration = Field(
+        2.0, description="each process re-reads the brands' observed DNS state this often"
     )
     # --- intake ----------------------------------------------------------------------
     max_event_bytes: int = Field(64 * 1024, ge=1024, description="largest event body (bytes)")
@@ -243,6 +257,19 @@ class Settings(BaseModel):
     def _is_dir(cls, value: Path) -> Path:
         if not value.is_dir():
             raise ValueError(f"{value} is not a directory")
+        return value
+
+    @pydantic.field_validator("dns_nameserver")
+    @classmethod
+    def _nameserver(cls, value: str | None) -> str | None:
+        from .dns.resolver import NameserverError, parse_nameserver
+
+        if value is not None:
+            try:
+                parse_nameserver(value, names=False)
+            except NameserverError as exc:
+                if "must be an IP address" not in str(exc):  # a name is looked up later
+                    raise ValueError(str(exc)) from None
         return value
 
     @pydantic.field_validator("retry_delays")
@@ -323,6 +350,8 @@ class Settings(BaseModel):
             "batch_size": self.worker_batch,
             "concurrency": self.worker_concurrency,
             "poll_interval": self.worker_poll,
+            "dns_refresh": self.dns_refresh,
+            "dns_poll": min(60.0, self.dns_recheck / 4) or 60.0,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return WorkerConfig(**values)

@@ -161,12 +161,15 @@ async def _run_worker(
             except TimeoutError:
                 continue
     transport = transport_from_url(settings.smtp_url, settings.mail_dir)
+    from ..dns.verify import Verifier
+
     worker = Worker(
         outbox,
         transport,
         make_signer(settings),
         config=settings.worker_config(),
         brands=brands,
+        verifier=Verifier(settings, brands, outbox) if settings.dns_recheck else None,
     )
     run = asyncio.create_task(worker.run())
     stopper = asyncio.create_task(stop.wait())

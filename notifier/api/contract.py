@@ -250,6 +250,32 @@ class DNSOut(BaseModel):
     checks: list[DNSCheckOut]
 
 
+DNSState = Literal["unverified", "verified", "broken-pending"]
+
+
+class BrandDNSStateOut(BaseModel):
+    brand: str
+    state: DNSState | None = Field(description="null until the first check is recorded")
+    verified: bool | None = Field(description="the brand sends from and signs for its domain")
+    outcome: Literal["ok", "fail", "unknown"] | None
+    checked_at: datetime | None
+    changed_at: datetime | None
+    failures: int = Field(description="consecutive failing checks (unknown does not count)")
+    next_check_at: datetime | None
+    records: list[DNSCheckOut]
+
+
+class DNSRecordedOut(BaseModel):
+    brand: str
+    ok: bool
+    outcome: Literal["ok", "fail", "unknown"]
+    previous: DNSState
+    changed: bool
+    released: int = Field(description="held messages queued because the brand became verified")
+    state: BrandDNSStateOut
+    checks: list[DNSCheckOut]
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
 

@@ -175,12 +175,39 @@ def _outbox_families(stats: Stats) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "notifier_queue_depth", "Messages due or waiting to be sent.", value=stats.queue_depth
     )
+    yield from _dns_families(stats)
     latency = HistogramMetricFamily(
         "notifier_accept_to_sent_seconds",
         "Time from accepting an event to the 250 for its message.",
     )
     latency.add_metric((), _buckets(stats.latency_buckets, stats.latency_count), stats.latency_sum)
     yield latency
+
+
+#: the brand DNS states (notifier.outbox.brand_dns), one gauge series each
+DNS_STATES = ("unverified", "verified", "broken-pending")
+
+
+def _dns_families(stats: Stats) -> Iterator[Metric]:
+    """Each checked brand's DNS state (1 for the state it is in, 0 for the others) and
+    the transitions between states."""
+    state = GaugeMetricFamily(
+        "notifier_brand_dns_state",
+        "Observed DNS state of each checked brand (1: the state it is in).",
+        labels=("brand", "state"),
+    )
+    for brand, current in sorted(stats.dns_states.items()):
+        for name in DNS_STATES:
+            state.add_metric((brand, name), 1 if name == current else 0)
+    yield state
+    moves = CounterMetricFamily(
+        "notifier_brand_dns_transitions",
+        "Brand DNS state changes recorded by the checks.",
+        labels=("brand", "from", "to"),
+    )
+    for (brand, before, after), n in sorted(stats.dns_transitions.items()):
+        moves.add_metric((brand, before, after), n)
+    yield moves
 
 
 def exposition(stats: Stats | None, http: HttpMetrics) -> bytes:

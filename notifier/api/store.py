@@ -22,17 +22,23 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from ..compose.pipeline import Pipeline
 from ..config import Settings
+from ..dns.verify import DnsView, Verifier
 from ..errors import FieldError, NotifierError, StorageError, ValidationError
 from ..intake.accept import Intake, make_preparer
 from ..intake.group_commit import GROUP_MAX, GroupCommit
 from ..outbox import OutboxConfig, open_outbox
+
+if TYPE_CHECKING:
+    from ..brands import Brand
+    from ..dns.checks import Check
+    from ..outbox import DnsRecorded
 
 T = TypeVar("T")
 
@@ -65,6 +71,10 @@ class Stats:
     latency_count: int = 0
     #: ``(brand, "all") → suppressed addresses``
     suppressed: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    #: brand → its observed DNS state (brands checked at least once)
+    dns_states: Mapping[str, str] = field(default_factory=dict)
+    #: ``(brand, from, to) → count`` of DNS state transitions
+    dns_transitions: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -90,6 +100,8 @@ class Store(Protocol):
     async def stats(self) -> Stats: ...
 
     async def suppress(self, brand: str, email: str, reason: str) -> None: ...
+
+    async def check_dns(self, brand: Brand) -> tuple[list[Check], DnsRecorded]: ...
 
     async def ping(self) -> None: ...
 
@@ -128,6 +140,9 @@ class Unavailable:
         raise self._fail()
 
     async def suppress(self, brand: str, email: str, reason: str) -> None:
+        raise self._fail()
+
+    async def check_dns(self, brand: Brand) -> tuple[list[Check], DnsRecorded]:
         raise self._fail()
 
     async def ping(self) -> None:
@@ -210,8 +225,17 @@ class OutboxStore:
     :class:`notifier.outbox.Outbox`, opened on first use (and again after a failed
     open: a database down at start-up is not fatal)."""
 
-    def __init__(self, opener: Callable[[], Intake]) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], Intake],
+        settings: Settings | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> None:
         self._opener = opener
+        #: with both, the brands' observed DNS state reaches ``pipeline`` (and checks run)
+        self._settings = settings
+        self._pipeline = pipeline
+        self._dns: DnsView | None = None
         self._intake: Intake | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(THREADS)
@@ -262,7 +286,19 @@ class OutboxStore:
     async def accept_batch(self, raws: Sequence[Any]) -> list[Accepted | NotifierError]:
         return await self._run(self._accept_batch, list(raws))
 
+    def _dns_view(self) -> DnsView | None:
+        """The brands' observed DNS state for this process's pipeline (and, through it,
+        the intake processes): re-read at most every ``dns_refresh`` seconds."""
+        if self._dns is None and self._settings is not None and self._pipeline is not None:
+            self._dns = DnsView(
+                self.outbox, self._settings.dns_refresh, on_change=self._pipeline.observe_dns
+            )
+        return self._dns
+
     def _accept_batch(self, raws: list[Any]) -> list[Accepted | NotifierError]:
+        view = self._dns_view()
+        if view is not None:
+            view.maybe_refresh()
         return [
             r if isinstance(r, NotifierError) else _accepted(r)
             for r in self.intake.accept_each(raws, prefix="events")
@@ -341,7 +377,10 @@ class OutboxStore:
         from ..outbox.model import LATENCY_BUCKETS, latency_counter
 
         m = self.outbox.metrics()
+        dns_states, dns_transitions = self.outbox.brand_dns_metrics()
         return Stats(
+            dns_states=dns_states,
+            dns_transitions=dns_transitions,
             counters={
                 key: int(value)
                 for key, value in m.counters.items()
@@ -361,6 +400,19 @@ class OutboxStore:
 
     async def suppress(self, brand: str, email: str, reason: str) -> None:
         await self._run(self.outbox.suppress, brand, email, reason)
+
+    async def check_dns(self, brand: Brand) -> tuple[list[Check], DnsRecorded]:
+        """Check ``brand``'s DNS now and record it; this process follows at once."""
+        return await self._run(self._check_dns, brand)
+
+    def _check_dns(self, brand: Brand) -> tuple[list[Check], DnsRecorded]:
+        assert self._settings is not None and self._pipeline is not None, "no settings"
+        verifier = Verifier(self._settings, self._pipeline.brands, self.outbox)
+        result = verifier.check_and_record(brand, source="api")
+        view = self._dns_view()
+        if view is not None:
+            view.refresh()
+        return result
 
     async def ping(self) -> None:
         await self._run(self._ping)
@@ -403,10 +455,12 @@ def open_store(
     prepares events through ``pipeline``; ``config`` defaults to the settings' outbox
     slice."""
 
+    pipeline = pipeline or Pipeline(settings)
+
     def opener() -> Intake:
         cfg = config or settings.outbox_config()
         outbox = open_outbox(settings, cfg)
-        preparer = make_preparer(settings, pipeline or Pipeline(settings), cfg.intake_processes)
+        preparer = make_preparer(settings, pipeline, cfg.intake_processes)
         return Intake(outbox, preparer, max_batch=cfg.max_batch)
 
-    return OutboxStore(opener)
+    return OutboxStore(opener, settings, pipeline)

@@ -7,11 +7,17 @@ script retries later instead of paging someone.
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from .common import EXIT_DNS, EXIT_RUNTIME, command, load_settings, new_group
+
+if TYPE_CHECKING:
+    from ..brands import Brand, BrandRegistry
+    from ..config import Settings
+    from ..dns.checks import Check
 
 #: ``dns check`` exit codes: every required check ok / some failed / some unknown only.
 EXIT_OK, EXIT_FAIL, EXIT_UNKNOWN = 0, EXIT_RUNTIME, EXIT_DNS
@@ -68,6 +74,14 @@ def check(
         ),
     ] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Record the outcome, as the workers' periodic check does: a brand that "
+            "passes becomes verified and its held mail is queued.",
+        ),
+    ] = False,
 ) -> None:
     """Check DKIM, SPF, DMARC, alignment and the link domain of a brand.
 
@@ -75,24 +89,74 @@ def check(
     answer (timeout, SERVFAIL) and nothing failed.
     """
     from ..brands import BrandRegistry
-    from ..dns.checks import all_ok, check_brand, render_json, render_table
+    from ..dns.checks import check_brand, render_json, render_table
     from ..signing.keys import KeyStore
 
     settings = load_settings(ctx)
     registry = BrandRegistry(settings.brands_dir, settings.platform_brand)
     the_brand = registry.get(brand, "--brand")
+    if apply:
+        _check_and_apply(settings, registry, the_brand, nameserver, timeout, as_json)
+        return
     checks = check_brand(
         the_brand,
         settings,
         KeyStore(settings.keys_path),
-        nameserver=nameserver,
+        nameserver=nameserver or settings.dns_nameserver,
         timeout=timeout,
     )
     typer.echo(render_json(checks, the_brand.id) if as_json else render_table(checks, the_brand.id))
+    _exit(checks)
+
+
+def _exit(checks: list[Check]) -> NoReturn:
+    from ..dns.checks import all_ok
+
     if all_ok(checks):
         raise typer.Exit(EXIT_OK)
     failed = any(c.status == "fail" for c in checks if c.required)
     raise typer.Exit(EXIT_FAIL if failed else EXIT_UNKNOWN)
+
+
+def _check_and_apply(
+    settings: Settings,
+    registry: BrandRegistry,
+    brand: Brand,
+    nameserver: str | None,
+    timeout: float,
+    as_json: bool,
+) -> NoReturn:
+    """``--apply``: check, record in the outbox, print the checks and the new state."""
+    from ..dns.checks import render_table
+    from ..dns.verify import Verifier, outcome_of
+    from ..outbox import open_outbox
+
+    with open_outbox(settings) as outbox:
+        verifier = Verifier(settings, registry, outbox, nameserver=nameserver, timeout=timeout)
+        checks, recorded = verifier.check_and_record(brand, source="cli")
+    now = recorded.now
+    if as_json:
+        doc = {
+            "brand": brand.id,
+            "ok": outcome_of(checks) == "ok",
+            "outcome": outcome_of(checks),
+            "previous": recorded.previous,
+            "changed": recorded.changed,
+            "released": recorded.released,
+            "state": now.as_dict(),
+            "checks": [c.as_dict() for c in checks],
+        }
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render_table(checks, brand.id))
+        moved = f"{recorded.previous} → {now.state}" if recorded.changed else f"{now.state}"
+        line = f"Recorded: {outcome_of(checks)}; state {moved}"
+        if now.state == "broken-pending":
+            line += " (one more failing check and the brand falls back to its policy)"
+        if recorded.released:
+            line += f"; {recorded.released} held message(s) queued"
+        typer.echo(line + ".")
+    _exit(checks)
 
 
 command(dns_app, "check")(check)

@@ -83,6 +83,13 @@ class Pipeline:
         self.renderer = Renderer(settings.templates_dir, self.brands)
         self._rewriters: dict[str, Rewriter | None] = {}
         self._secret: bytes | None = None
+        #: brand id → signs as itself, as the stored DNS checks observed it (brands never
+        #: checked are absent); kept fresh by :class:`notifier.dns.verify.DnsView`
+        self.dns_observed: Mapping[str, bool] = {}
+
+    def observe_dns(self, observed: Mapping[str, bool]) -> None:
+        """Take the brands' observed DNS state (replaced whole: safe across threads)."""
+        self.dns_observed = dict(observed)
 
     # --- the sequence ------------------------------------------------------------
 
@@ -154,7 +161,12 @@ class Pipeline:
         reseller's, from its own domain or the platform's (see :mod:`.sender`)."""
         account = self.brands.get(event.brand_id)
         brand = self.renderer.sending_brand(event.spec, event.data, account)
-        return decide_sender(brand, self.brands.platform, mandatory=event.spec.mandatory)
+        return decide_sender(
+            brand,
+            self.brands.platform,
+            mandatory=event.spec.mandatory,
+            verified=self.dns_observed.get(brand.id),
+        )
 
     # --- stages 3-4: render, rewrite links -----------------------------------------
 

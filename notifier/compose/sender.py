@@ -59,10 +59,15 @@ class Sender:
         return self.reason
 
 
-def decide(brand: Brand, platform: Brand, *, mandatory: bool) -> Sender:
-    """The sender of a message written in ``brand``'s name (see the module docstring)."""
-    if brand.dns_verified or brand.platform or brand.id == platform.id:
-        why = "brand DNS verified" if brand.dns_verified else "platform brand"
+def decide(
+    brand: Brand, platform: Brand, *, mandatory: bool, verified: bool | None = None
+) -> Sender:
+    """The sender of a message written in ``brand``'s name (see the module docstring).
+    ``verified`` is what the stored DNS checks observed (None: never checked, the brand
+    file's ``dns_verified`` decides)."""
+    own = brand.dns_verified if verified is None else verified
+    if own or brand.platform or brand.id == platform.id:
+        why = "brand DNS verified" if own else "platform brand"
         return _own(brand, "own", f"{why}: sent from {brand.mail_domain}, signed by it")
     if brand.unverified_policy == "platform" or mandatory:
         why = "mandatory notice" if brand.unverified_policy == "hold" else "policy platform"

@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Protocol
@@ -193,7 +193,12 @@ class PoolPreparer:
             pool = self._executor()
             starts = range(0, len(raws), size)
             futures: list[Future[list[NewMessage | NotifierError]]] = [
-                pool.submit(_prepare_chunk, list(raws[i : i + size]), list(locs[i : i + size]))
+                pool.submit(
+                    _prepare_chunk,
+                    list(raws[i : i + size]),
+                    list(locs[i : i + size]),
+                    self.inline.pipeline.dns_observed,  # the brands' DNS state, as seen here
+                )
                 for i in starts
             ]
             out: list[NewMessage | NotifierError] = []
@@ -304,8 +309,12 @@ def _ping() -> int:
     return os.getpid()
 
 
-def _prepare_chunk(raws: list[Any], locs: list[str]) -> list[NewMessage | NotifierError]:
+def _prepare_chunk(
+    raws: list[Any], locs: list[str], dns: Mapping[str, bool] | None = None
+) -> list[NewMessage | NotifierError]:
     assert _WORKER is not None, "intake worker not initialised"
+    if dns is not None:
+        _WORKER.pipeline.observe_dns(dns)
     return _WORKER.prepare(raws, locs)
 
 

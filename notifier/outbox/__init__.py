@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .brand_dns import BrandDnsState, DnsCheckRecord, DnsRecorded
 from .model import (
     Accepted,
     AttemptRecord,
@@ -67,8 +68,11 @@ def open_outbox(
 __all__ = [
     "Accepted",
     "AttemptRecord",
+    "BrandDnsState",
     "Claim",
     "Delivery",
+    "DnsCheckRecord",
+    "DnsRecorded",
     "InvalidState",
     "MessageNotFound",
     "MessageRecord",

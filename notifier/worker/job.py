@@ -21,6 +21,7 @@ from ..signing.identity import dkim_identity
 
 if TYPE_CHECKING:
     from ..brands import Brand, BrandRegistry
+    from ..dns.verify import DnsView
     from ..signing.dkim import Signer
 
 __all__ = ["Job", "JobContext"]
@@ -49,6 +50,9 @@ class JobContext(Protocol):
     @property
     def rng(self) -> random.Random: ...
 
+    @property
+    def dns(self) -> DnsView: ...
+
 
 class Job:
     """One claimed message through the send steps.
@@ -67,6 +71,8 @@ class Job:
         self.full: bytes | None = None
         self.sha256: str | None = None
         self.dkim: tuple[str | None, str | None] = (None, None)
+        #: signed with the platform's key in place of the brand's (not aligned with From)
+        self.fallback = False
 
     async def run(self) -> Delivery:
         steps: Sequence[Callable[[], Awaitable[Delivery | None]]] = (
@@ -136,10 +142,23 @@ class Job:
         return None
 
     async def find_signer(self) -> Delivery | None:
+        """The brand the message was composed to be signed by, unless the stored DNS
+        checks now say that brand does not sign as itself (its record gone or changed
+        after composing): then the platform's key signs, as Postal's ``dkim_header.rb``
+        falls back, so the message still carries a signature that verifies."""
         try:
-            self.brand = self.worker.brands.get(self.claim.sign_brand)
+            brand = self.worker.brands.get(self.claim.sign_brand)
         except NotifierError as exc:
             return self.attempted(AttemptResult("transient", text=f"cannot sign: {exc}"))
+        platform = self.worker.brands.platform
+        if brand.id != platform.id and self.worker.dns.verified(brand.id) is False:
+            log.info(
+                "message %s: brand %s DNS not verified now; signed with the platform key",
+                self.claim.id,
+                brand.id,
+            )
+            brand, self.fallback = platform, True
+        self.brand = brand
         return None
 
     async def sign(self) -> Delivery | None:
@@ -149,7 +168,10 @@ class Job:
         assert self.brand is not None
         data = self.claim.data
         try:
-            signed = self.worker.signer.sign(data, self.brand)
+            if self.fallback:  # d=platform cannot align with the brand's From: on purpose
+                signed = self.worker.signer.sign(data, self.brand, check_alignment=False)
+            else:
+                signed = self.worker.signer.sign(data, self.brand)
         except NotifierError as exc:
             log.error("message %s: signing failed: %s", self.claim.id, exc)
             return self.attempted(AttemptResult("transient", text=f"signing failed: {exc}"))

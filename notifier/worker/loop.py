@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..brands import BrandRegistry
+from ..brands import Brand, BrandRegistry
 from ..delivery.transport import Transport
+from ..dns.verify import DnsView, Verifier
 from ..errors import NotifierError, StorageError
 from ..outbox import Claim, Delivery, Outbox, Status
 from .health import Backoff, DatabaseHealth
@@ -83,6 +84,10 @@ class WorkerConfig:
     backoff_max: float = 5.0
     #: look for held messages of brands whose DNS is now verified; purge old evidence
     housekeeping_interval: float = 300.0
+    #: re-read the brands' observed DNS state at most this often (see notifier.dns.verify)
+    dns_refresh: float = 2.0
+    #: look for brands due for their periodic DNS check this often (with a verifier)
+    dns_poll: float = 60.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1 or self.flush_size < 1:
@@ -143,6 +148,8 @@ class Worker:
         name: str | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        dns: DnsView | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.outbox = outbox
         self.transport = transport
@@ -164,6 +171,12 @@ class Worker:
         self._unstarted: list[int] = []
         self._active = 0
         self._last_housekeeping = -1e18
+        #: which checked brands sign as themselves (read at sign time by each job)
+        self.dns = dns or DnsView(outbox, self.config.dns_refresh)
+        #: runs the periodic DNS checks (None: this worker does not check brands)
+        self.verifier = verifier
+        self._dns_task: asyncio.Future[Any] | None = None
+        self._last_dns_poll = -1e18
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, {self.outbox!r}, {self.transport!r})"
@@ -242,6 +255,9 @@ class Worker:
             await recorder.close()  # what is done is recorded (or, failing that, logged)
             self._recorder = None
             await self._release_unstarted()
+            if self._dns_task is not None:
+                await asyncio.gather(self._dns_task, return_exceptions=True)
+                self._dns_task = None
             self._db.shutdown(wait=True)
             self._db = None
             self._stop_requested = False
@@ -254,11 +270,17 @@ class Worker:
         backoff = self._backoff()
         while not self._stopping.is_set():
             await self._maybe_housekeeping()
+            self._maybe_check_dns()
             if self._todo.qsize() < cfg.batch_size:
                 try:
+                    await self._follow_dns()
                     claims = await self._db_call(
                         "claim", self.outbox.claim, self.name, cfg.batch_size
                     )
+                    if any(self.dns.verified(c.sign_brand) is False for c in claims):
+                        # e.g. held mail released by a check a moment ago: make sure the
+                        # copy is not older than the claim before falling back
+                        await self._follow_dns(force=True)
                 except StorageError:
                     await self._sleep(backoff.next(), wake=False)
                     continue
@@ -354,10 +376,38 @@ class Worker:
         if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:
             await self._housekeeping()
 
+    async def _follow_dns(self, *, force: bool = False) -> None:
+        """Re-read the brands' observed DNS state (``force``: now, else when the copy is
+        older than ``dns_refresh``) on the database thread. A failure keeps the old copy
+        and is left to the claim's own bookkeeping of database health."""
+        if not force and not self.dns.stale():
+            return  # the usual case: no hop to the database thread
+        loop = asyncio.get_running_loop()
+        read = partial(self.dns.maybe_refresh, force=force)
+        await loop.run_in_executor(self._db, read)
+
+    def _maybe_check_dns(self) -> None:
+        """Every ``dns_poll``, check the brands due (claimed: one worker per brand and
+        period) in a thread of their own: lookups must not hold up sending."""
+        if self.verifier is None or (self._dns_task is not None and not self._dns_task.done()):
+            return
+        if time.monotonic() - self._last_dns_poll < self.config.dns_poll:
+            return
+        self._last_dns_poll = time.monotonic()
+        task = asyncio.get_running_loop().run_in_executor(
+            None, self.verifier.run_due, self.name, lambda: self._stop_requested
+        )
+        task.add_done_callback(_log_dns_failure)
+        self._dns_task = task
+
+    def _signs_as_itself(self, brand: Brand) -> bool:
+        observed = self.dns.verified(brand.id)
+        return brand.platform or (brand.dns_verified if observed is None else observed)
+
     async def _housekeeping(self) -> None:
         """Queue held mail of brands whose DNS is now verified; purge expired evidence."""
         self._last_housekeeping = time.monotonic()
-        verified = [b.id for b in self.brands.all() if b.dns_verified or b.platform]
+        verified = [b.id for b in self.brands.all() if self._signs_as_itself(b)]
         try:
             released = await self._db_call("housekeeping", self.outbox.release_held, verified)
             if released:
@@ -367,6 +417,15 @@ class Worker:
                 log.info("purged %d message(s) past the retention period", purged)
         except StorageError:
             pass  # logged by self.health; tried again at the next interval
+
+
+def _log_dns_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if isinstance(exc, StorageError):
+            log.warning("periodic DNS checks: %s", exc)
+        else:
+            log.error("periodic DNS checks failed", exc_info=exc)
 
 
 # --- process entry ---------------------------------------------------------------------
@@ -400,12 +459,17 @@ async def serve(
         if own_outbox:
             box.close()
         raise
+    brands = BrandRegistry(settings.brands_dir, settings.platform_brand)
     worker = Worker(
         box,
         transport,
         make_signer(settings),
         config=config or settings.worker_config(),
-        brands=BrandRegistry(settings.brands_dir, settings.platform_brand),
+        brands=brands,
+        # a one-off drain (--until-idle) leaves the periodic DNS checks to the workers
+        verifier=(
+            None if until_idle or not settings.dns_recheck else Verifier(settings, brands, box)
+        ),
     )
     loop = asyncio.get_running_loop()
     if install_signals:

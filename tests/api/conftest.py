@@ -73,7 +73,8 @@ def serving(root: Path, env: Mapping[str, str]) -> Iterator[str]:
     less the database and SMTP URLs: SQLite under the var dir, mail captured); yields
     its base URL once ``/readyz`` answers 200, and stops it after."""
     port = free_port()
-    full = {**os.environ, **env}
+    # no periodic DNS checks of the shipped brands unless a test asks for them
+    full = {**os.environ, "NOTIFIER_DNS_RECHECK": "off", **env}
     for name in ("NOTIFIER_SMTP_URL", "NOTIFIER_DATABASE_URL"):
         if name not in env:
             full.pop(name, None)

@@ -48,6 +48,7 @@ OPERATIONS = {
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",
+    ("post", "/v1/brands/{brand_id}/dns-check"): "check_brand_dns",
 }
 
 
