@@ -332,6 +332,11 @@ def test_check_now_runs_the_dns_checks_and_shows_each_status(dns_site: Site) -> 
     assert status("dmarc") == "fail"
     assert status("link") == "fail"
     assert "CNAME elsewhere.test" in page  # what is published now
+    # recorded like the workers' checks: the stored state is what the page shows, and
+    # what every process's sender decision follows
+    stored = dns_site.outbox.brand_dns("acme")
+    assert stored is not None and stored.outcome == "fail" and stored.state == "unverified"
+    assert {r["id"]: r["status"] for r in stored.records}["link"] == "fail"
     # a reseller cannot run checks for another brand
     r = c.post("/preview/brands/kustwebb/domain/check", data={"csrf": _csrf(page)}, headers=HTML)
     assert r.status_code == 404

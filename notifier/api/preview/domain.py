@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ...brands import Brand
@@ -22,6 +21,7 @@ from ...dns import checks as dnscheck
 from ...dns.alignment import organisational_domain
 from ...errors import DNSCheckError, KeyStoreError
 from ...signing.keys import KeyStore
+from ..store import OutboxStore
 from ..ui_text import Texts, texts
 from ..web import CSP, form, page, ui_language
 from .sent import local_time
@@ -29,7 +29,6 @@ from .state import _brand, _check_csrf, _redirect, _signed_in, _state, router
 
 #: this page alone may run a script: the copy buttons' file from this origin
 PAGE_CSP = CSP.replace("script-src 'none'", "script-src 'self'")
-CHECK_TIMEOUT = 5.0
 DMARC_START = "v=DMARC1; p=none; adkim=r; aspf=r"
 
 
@@ -96,14 +95,17 @@ def records(brand: Brand, settings: Settings, keystore: KeyStore, t: Texts) -> l
 
 
 def dns_status(request: Request, brand: Brand) -> DnsStatus | None:
-    """The brand's last DNS check: for now the last "check now" made on this page
-    (in this process). Stored per-brand results replace this function's body."""
-    found = _state(request).dns_checked.get(brand.id)
-    return found if isinstance(found, DnsStatus) else None
-
-
-def _record_status(request: Request, brand: Brand, result: DnsStatus) -> None:
-    _state(request).dns_checked[brand.id] = result
+    """The brand's newest recorded DNS check, as the workers, ``notifier dns check
+    --apply``, the admin API and "check now" store it (``Outbox.brand_dns``); None
+    before the first one or when the store is unavailable."""
+    store = request.app.state.store
+    if not isinstance(store, OutboxStore):
+        return None
+    stored = store.outbox.brand_dns(brand.id)
+    if stored is None or stored.checked_at is None:
+        return None
+    checks = tuple(dnscheck.Check(**r) for r in stored.records)
+    return DnsStatus(stored.checked_at, checks)
 
 
 def _settings(request: Request) -> Settings:
@@ -158,19 +160,12 @@ async def domain_check(request: Request, brand_id: str) -> Response:
     if wait:
         flash = t["check_limited"].format(minutes=math.ceil(wait / 60))
         return _page(request, brand, flash=flash, status=429)
-    settings = _settings(request)
     try:
-        checks = await run_in_threadpool(
-            dnscheck.check_brand,
-            brand,
-            settings,
-            KeyStore(settings.keys_path),
-            settings.dns_nameserver,
-            CHECK_TIMEOUT,
-        )
+        # the same call as the admin API: recorded, so a verified brand signs as
+        # itself from the next message and its held mail is released
+        await request.app.state.store.check_dns(brand)
     except DNSCheckError as exc:
         return _page(request, brand, flash=t["check_failed"].format(error=exc), status=503)
-    _record_status(request, brand, DnsStatus(datetime.now(UTC), tuple(checks)))
     return _redirect(f"/preview/brands/{brand.id}/domain#dns-status")
 
 

@@ -75,7 +75,6 @@ class PreviewState:
         default_factory=lambda: RateLimiter(CHECK_LIMIT, CHECK_WINDOW)
     )
     #: brand id → its last DNS check made from the domain setup page (see domain.py)
-    dns_checked: dict[str, object] = field(default_factory=dict)
 
 
 def setup(app: FastAPI, settings: Settings) -> None:
