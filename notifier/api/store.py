@@ -91,6 +91,8 @@ class Store(Protocol):
 
     async def suppress(self, brand: str, email: str, reason: str) -> None: ...
 
+    async def unsubscribe(self, brand: str, email: str, event: str, reason: str) -> None: ...
+
     async def ping(self) -> None: ...
 
     def start(self) -> None: ...
@@ -128,6 +130,9 @@ class Unavailable:
         raise self._fail()
 
     async def suppress(self, brand: str, email: str, reason: str) -> None:
+        raise self._fail()
+
+    async def unsubscribe(self, brand: str, email: str, event: str, reason: str) -> None:
         raise self._fail()
 
     async def ping(self) -> None:
@@ -361,6 +366,10 @@ class OutboxStore:
 
     async def suppress(self, brand: str, email: str, reason: str) -> None:
         await self._run(self.outbox.suppress, brand, email, reason)
+
+    async def unsubscribe(self, brand: str, email: str, event: str, reason: str) -> None:
+        """A suppression that reports ``message.unsubscribed`` (status webhooks)."""
+        await self._run(self.outbox.unsubscribe, brand, email, event, reason)
 
     async def ping(self) -> None:
         await self._run(self._ping)

@@ -32,9 +32,10 @@ from __future__ import annotations
 from .inserts import Inserts
 from .leases import Leases
 from .queries import Queries
+from .webhooks import Webhooks
 
 
-class Outbox(Inserts, Leases, Queries):
+class Outbox(Inserts, Leases, Queries, Webhooks):
     """Durable storage of messages from acceptance to their final state: storing
     (:class:`Inserts`), leasing and recording outcomes (:class:`Leases`), reading and
     ops (:class:`Queries`), over one backend's connections (:class:`StoreBase`)."""

@@ -56,6 +56,7 @@ from .recorder import Recorder
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..feedback.dispatcher import Dispatcher
     from ..signing.dkim import Signer
 
 log = logging.getLogger("notifier.worker")
@@ -143,7 +144,9 @@ class Worker:
         name: str | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        webhooks: Dispatcher | None = None,
     ) -> None:
+        self.webhooks = webhooks  # status webhooks, delivered beside the mail
         self.outbox = outbox
         self.transport = transport
         self.signer = signer
@@ -227,6 +230,7 @@ class Worker:
             recorded=self._recorded,
         )
         recorder.start(asyncio.get_running_loop())
+        hooks = asyncio.create_task(self.webhooks.run()) if self.webhooks else None
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -241,6 +245,9 @@ class Worker:
             await asyncio.gather(heartbeat, return_exceptions=True)
             await recorder.close()  # what is done is recorded (or, failing that, logged)
             self._recorder = None
+            if hooks is not None and self.webhooks is not None:  # --until-idle: drain them too
+                (self.webhooks.finish_when_idle if until_idle else self.webhooks.stop)()
+                await asyncio.gather(hooks, return_exceptions=True)
             await self._release_unstarted()
             self._db.shutdown(wait=True)
             self._db = None
@@ -390,6 +397,7 @@ async def serve(
 ) -> WorkerStats:
     """Run one worker with the settings' database, relay and keys until SIGTERM."""
     from ..delivery import transport_from_url
+    from ..feedback.dispatcher import dispatcher_from_settings
     from ..outbox import open_outbox
 
     own_outbox = outbox is None
@@ -406,6 +414,7 @@ async def serve(
         make_signer(settings),
         config=config or settings.worker_config(),
         brands=BrandRegistry(settings.brands_dir, settings.platform_brand),
+        webhooks=dispatcher_from_settings(settings, box),
     )
     loop = asyncio.get_running_loop()
     if install_signals:
