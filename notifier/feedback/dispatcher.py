@@ -109,6 +109,7 @@ class Dispatcher:
             allow_private=self.config.allow_private,
             timeout=self.config.timeout,
             connections=self.config.concurrency,
+            clock=outbox.clock,
         )
         self.stats = DispatchStats()
         self._secrets: dict[str, WebhookSecret] = {}

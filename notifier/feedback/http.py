@@ -17,7 +17,8 @@ import ipaddress
 import json
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -107,6 +108,8 @@ class Sender:
     allow_private: bool = False
     timeout: float = 15.0
     connections: int = 64
+    #: when attempts happen, as the outbox counts time (tests move it by hand)
+    clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
@@ -159,9 +162,9 @@ class Sender:
     async def send(self, job: WebhookJob, secrets: list[WebhookSecret]) -> WebhookResult:
         """One attempt; never raises for anything the receiver or the network does."""
         started = time.monotonic()
-        at = time.time()
+        at = self.clock()
         body = body_of(job)
-        stamp = int(at)
+        stamp = int(time.time())  # receivers check it against their own clock
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
