@@ -153,11 +153,11 @@ def test_replay_resends_a_time_range_with_the_same_ids(
     clock.advance(3600)
     emit(hook_box)
     dispatch(hook_box)
-    first = receiver.ids()
-    assert len(first) == 2
+    first = sorted(receiver.ids(), key=lambda i: int(i.removeprefix("evt_")))
+    assert len(first) == 2  # (delivered concurrently: in any order)
     queued = hook_box.replay_webhooks(clock.now - 60, clock.now + 1, endpoint.id)
     assert queued == 1
     dispatch(hook_box)
-    assert receiver.ids() == [*first, first[1]]
+    assert receiver.ids()[2:] == [first[1]]  # only the event of the last minute
     later, _ = add(hook_box, receiver.url)  # a new endpoint can be given the history
     assert hook_box.replay_webhooks(0, clock.now + 1, later.id) == 2
