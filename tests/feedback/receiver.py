@@ -69,6 +69,9 @@ class Receiver:
             h.close_connection = True
             return
         body = h.rfile.read(length)
+        if len(body) < length:  # the sender went away mid-body (killed): nothing arrived
+            h.close_connection = True
+            return
         if self.delay:
             time.sleep(self.delay)
         if behaviour == "stall":
