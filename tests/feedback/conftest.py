@@ -65,7 +65,9 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def add(box: Outbox, url: str, events: str = "*", brand: str | None = None) -> tuple[Endpoint, WebhookSecret]:
+def add(
+    box: Outbox, url: str, events: str = "*", brand: str | None = None
+) -> tuple[Endpoint, WebhookSecret]:
     return endpoints.add(
         box, MASTER, url=url, events=events, brand=brand, known_brands=BRANDS, allow_private=True
     )

@@ -78,7 +78,9 @@ class Receiver:
             time.sleep(self.stall)
             behaviour = 200
         with self._lock:
-            self.received.append(Received(h.path, {k.lower(): v for k, v in h.headers.items()}, body))
+            self.received.append(
+                Received(h.path, {k.lower(): v for k, v in h.headers.items()}, body)
+            )
         if behaviour == "redirect":
             h.send_response(302)
             h.send_header("Location", self.redirect_to)

@@ -21,7 +21,9 @@ EVENTS = 60
 def test_kill_9_while_webhooks_are_in_flight(
     db_url: str, tmp_path: Path, receiver: Receiver, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", secret_key=Secret("test-secret"), database_url=db_url)
+    settings = Settings(
+        var_dir=tmp_path / "var", secret_key=Secret("test-secret"), database_url=db_url
+    )
     log = tmp_path / "worker.log"
     receiver.delay = 0.2  # each answer takes a while: many attempts are in flight at a kill
     with open_outbox(settings) as box:

@@ -110,9 +110,7 @@ def test_failing_for_three_days_disables(hook_box: Outbox, clock: Clock) -> None
     assert status == "failed"  # given up after 3 days
 
 
-def test_private_address_refused_without_the_setting(
-    hook_box: Outbox, receiver: Receiver
-) -> None:
+def test_private_address_refused_without_the_setting(hook_box: Outbox, receiver: Receiver) -> None:
     add(hook_box, receiver.url)  # registered while allowed
     emit(hook_box)
     assert dispatch(hook_box, allow_private=False).retried == 1
