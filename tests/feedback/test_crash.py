@@ -27,7 +27,7 @@ def test_kill_9_while_webhooks_are_in_flight(
     log = tmp_path / "worker.log"
     receiver.delay = 0.2  # each answer takes a while: many attempts are in flight at a kill
     with open_outbox(settings) as box:
-        endpoint, secret = add(box, receiver.url, "message.sent")
+        endpoint, _ = add(box, receiver.url, "message.sent")
         for i in range(EVENTS):
             emit(box, "message.sent", n=i)
         env = {"NOTIFIER_LEASE": "3s", "NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "1"}
