@@ -89,9 +89,9 @@ class Store(Protocol):
 
     async def stats(self) -> Stats: ...
 
-    async def suppress(self, brand: str, email: str, reason: str) -> None: ...
-
-    async def unsubscribe(self, brand: str, email: str, event: str, reason: str) -> None: ...
+    async def suppress(
+        self, brand: str, email: str, reason: str, unsubscribed_from: str | None = None
+    ) -> None: ...
 
     async def ping(self) -> None: ...
 
@@ -129,10 +129,9 @@ class Unavailable:
     async def stats(self) -> Stats:
         raise self._fail()
 
-    async def suppress(self, brand: str, email: str, reason: str) -> None:
-        raise self._fail()
-
-    async def unsubscribe(self, brand: str, email: str, event: str, reason: str) -> None:
+    async def suppress(
+        self, brand: str, email: str, reason: str, unsubscribed_from: str | None = None
+    ) -> None:
         raise self._fail()
 
     async def ping(self) -> None:
@@ -364,12 +363,15 @@ class OutboxStore:
 
     # --- suppression, health -----------------------------------------------------------
 
-    async def suppress(self, brand: str, email: str, reason: str) -> None:
-        await self._run(self.outbox.suppress, brand, email, reason)
-
-    async def unsubscribe(self, brand: str, email: str, event: str, reason: str) -> None:
-        """A suppression that reports ``message.unsubscribed`` (status webhooks)."""
-        await self._run(self.outbox.unsubscribe, brand, email, event, reason)
+    async def suppress(
+        self, brand: str, email: str, reason: str, unsubscribed_from: str | None = None
+    ) -> None:
+        """With ``unsubscribed_from`` (the recipient's own choice, one-click), the
+        suppression also reports ``message.unsubscribed`` (status webhooks)."""
+        if unsubscribed_from is None:
+            await self._run(self.outbox.suppress, brand, email, reason)
+        else:
+            await self._run(self.outbox.unsubscribe, brand, email, unsubscribed_from, reason)
 
     async def ping(self) -> None:
         await self._run(self._ping)

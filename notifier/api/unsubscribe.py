@@ -90,7 +90,7 @@ async def one_click(request: Request, token: str) -> Response:
     store: Store = request.app.state.store
     try:
         reason = f"unsubscribed from {sub.event} (one-click)"
-        await store.unsubscribe(brand.id, sub.email, sub.event, reason)
+        await store.suppress(brand.id, sub.email, reason, sub.event)
     except StorageError:
         return _page(
             request,

@@ -30,7 +30,7 @@ from .errors import not_found
 if TYPE_CHECKING:
     from ..outbox import Outbox
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["v1"])
 EndpointId = Annotated[int, Path(ge=1, le=2**53)]
 Admin = Annotated[Token, Depends(require("admin"))]
 
@@ -58,6 +58,10 @@ class EndpointOut(BaseModel):
     pending: int
     created_at: str | None
     rotation_ends_at: str | None
+
+
+class EndpointList(BaseModel):
+    items: list[EndpointOut]
 
 
 class EndpointWithSecret(EndpointOut):
@@ -131,14 +135,14 @@ async def create_webhook(body: EndpointIn, request: Request, token: Admin) -> di
     "",
     operation_id="list_webhooks",
     summary="Webhook endpoints",
-    response_model=list[EndpointOut],
+    response_model=EndpointList,
     responses=error_responses(401, 403, 503),
 )
-async def list_webhooks(request: Request, token: Admin) -> list[dict[str, Any]]:
+async def list_webhooks(request: Request, token: Admin) -> dict[str, Any]:
     """Every endpoint with its state, failing-since, last success and disabled reason."""
     outbox = await run_in_threadpool(_outbox, request)
     found: list[Endpoint] = await run_in_threadpool(outbox.endpoints)
-    return [e.as_dict() for e in found]
+    return {"items": [e.as_dict() for e in found]}
 
 
 @router.get(

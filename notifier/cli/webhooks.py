@@ -102,7 +102,9 @@ def webhook_list(
 def webhook_show(
     ctx: typer.Context,
     endpoint: Annotated[int, typer.Argument(metavar="ID", help=ID_HELP)],
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="Deliveries shown.")] = 20,
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=1, max=1000, help="Deliveries shown [20].")
+    ] = 20,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """One endpoint and its latest deliveries (status, attempts, last answer)."""

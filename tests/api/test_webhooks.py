@@ -24,7 +24,7 @@ def test_create_list_rotate_disable(client: TestClient, tokens: Tokens) -> None:
     assert created.status_code == 201, created.text
     endpoint = created.json()
     assert endpoint["secret"].startswith("whsec_") and endpoint["state"] == "enabled"
-    listed = client.get("/v1/webhooks", headers=tokens.h("admin")).json()
+    listed = client.get("/v1/webhooks", headers=tokens.h("admin")).json()["items"]
     assert [e["id"] for e in listed] == [endpoint["id"]]
     assert "whsec_" not in client.get("/v1/webhooks", headers=tokens.h("admin")).text
     url = f"/v1/webhooks/{endpoint['id']}"
