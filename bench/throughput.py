@@ -184,6 +184,7 @@ def spawn_workers(
         NOTIFIER_WORKER_POLL="0.05",
         PYTHONPATH=str(ROOT),
     )
+    env.update(getattr(args, "worker_env", None) or {})  # bench/feedback.py: webhooks
     procs = []
     for n in range(count):
         log = (work / f"worker-{n}.log").open("wb")

@@ -251,6 +251,18 @@ class Settings(BaseModel):
     http_max_connections: int = Field(
         1000, ge=1, description="serve: open connections at most; more get 503"
     )
+    # --- status webhooks ---------------------------------------------------------------
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks reach loopback/private/link-local addresses"
+    )
+    webhook_timeout: Duration = Field(15.0, description="one webhook attempt's time limit")
+    webhook_concurrency: int = Field(64, ge=1, description="webhook attempts in flight per worker")
+    webhook_endpoint_concurrency: int = Field(
+        16, ge=1, description="webhook attempts in flight to one endpoint per worker"
+    )
+    webhook_rotation_grace: Duration = Field(
+        24 * HOUR, description="rotate-secret: the old secret keeps signing this long"
+    )
 
     @pydantic.field_validator("brands_dir", "templates_dir")
     @classmethod

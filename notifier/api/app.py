@@ -20,7 +20,7 @@ from ..compose.pipeline import Pipeline
 from ..config import Settings
 from ..errors import StorageError
 from ..tokens import TokenStore
-from . import contract, docs, errors, ops, preview, unsubscribe, v1
+from . import contract, docs, errors, ops, preview, unsubscribe, v1, webhooks
 from .limits import MAX_BATCH, BodyLimit
 from .metrics import HttpMetrics, HttpMetricsMiddleware
 from .store import Store, open_store
@@ -128,6 +128,7 @@ def create_app(
     preview.install_sign_in_handler(app)
     app.include_router(v1.router, tags=["v1"])
     app.include_router(ops.router)
+    app.include_router(webhooks.router)
     app.include_router(preview.router)
     app.include_router(unsubscribe.router)
     docs.install(app)
@@ -147,6 +148,7 @@ async def _run_worker(
     claiming, finishes the sends in flight and releases the rest.
     """
     from ..delivery import transport_from_url
+    from ..feedback.dispatcher import dispatcher_from_settings
     from ..worker.loop import Worker, make_signer
 
     outbox = None
@@ -170,6 +172,7 @@ async def _run_worker(
         config=settings.worker_config(),
         brands=brands,
         verifier=Verifier(settings, brands, outbox) if settings.dns_recheck else None,
+        webhooks=dispatcher_from_settings(settings, outbox),
     )
     run = asyncio.create_task(worker.run())
     stopper = asyncio.create_task(stop.wait())

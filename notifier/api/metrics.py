@@ -210,10 +210,11 @@ def _dns_families(stats: Stats) -> Iterator[Metric]:
     yield moves
 
 
-def exposition(stats: Stats | None, http: HttpMetrics) -> bytes:
-    """One scrape: the outbox's figures, this app's HTTP metrics and the process's."""
+def exposition(stats: Stats | None, http: HttpMetrics, *extra: Collector) -> bytes:
+    """One scrape: the outbox's figures, this app's HTTP metrics and the process's
+    (and ``extra`` collectors: the webhook endpoints)."""
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (OutboxCollector(stats), http, *STANDARD):
+    for collector in (OutboxCollector(stats), http, *extra, *STANDARD):
         registry.register(collector)
     return generate_latest(registry)
 

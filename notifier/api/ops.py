@@ -15,6 +15,7 @@ from .contract import HealthOut, ReadyOut, error_responses
 from .errors import RETRY_AFTER_SECONDS
 from .metrics import CONTENT_TYPE, HttpMetrics, exposition
 from .store import Stats, Store
+from .webhooks import collector as webhook_collector
 
 router = APIRouter()
 
@@ -86,5 +87,6 @@ async def metrics(request: Request, token: Annotated[Token, Depends(require("adm
         stats = await store.stats()
     except StorageError:
         stats = None
+    hooks = await webhook_collector(request)
     # on the event loop, which alone adds to the HTTP counts (and /proc reads are quick)
-    return Response(exposition(stats, http), media_type=CONTENT_TYPE)
+    return Response(exposition(stats, http, *([hooks] if hooks else [])), media_type=CONTENT_TYPE)

@@ -99,7 +99,9 @@ class Store(Protocol):
 
     async def stats(self) -> Stats: ...
 
-    async def suppress(self, brand: str, email: str, reason: str) -> None: ...
+    async def suppress(
+        self, brand: str, email: str, reason: str, unsubscribed_from: str | None = None
+    ) -> None: ...
 
     async def check_dns(self, brand: Brand) -> tuple[list[Check], DnsRecorded]: ...
 
@@ -139,7 +141,9 @@ class Unavailable:
     async def stats(self) -> Stats:
         raise self._fail()
 
-    async def suppress(self, brand: str, email: str, reason: str) -> None:
+    async def suppress(
+        self, brand: str, email: str, reason: str, unsubscribed_from: str | None = None
+    ) -> None:
         raise self._fail()
 
     async def check_dns(self, brand: Brand) -> tuple[list[Check], DnsRecorded]:
@@ -398,8 +402,15 @@ class OutboxStore:
 
     # --- suppression, health -----------------------------------------------------------
 
-    async def suppress(self, brand: str, email: str, reason: str) -> None:
-        await self._run(self.outbox.suppress, brand, email, reason)
+    async def suppress(
+        self, brand: str, email: str, reason: str, unsubscribed_from: str | None = None
+    ) -> None:
+        """With ``unsubscribed_from`` (the recipient's own choice, one-click), the
+        suppression also reports ``message.unsubscribed`` (status webhooks)."""
+        if unsubscribed_from is None:
+            await self._run(self.outbox.suppress, brand, email, reason)
+        else:
+            await self._run(self.outbox.unsubscribe, brand, email, unsubscribed_from, reason)
 
     async def check_dns(self, brand: Brand) -> tuple[list[Check], DnsRecorded]:
         """Check ``brand``'s DNS now and record it; this process follows at once."""

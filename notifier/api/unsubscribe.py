@@ -89,7 +89,8 @@ async def one_click(request: Request, token: str) -> Response:
     sub, brand = found
     store: Store = request.app.state.store
     try:
-        await store.suppress(brand.id, sub.email, f"unsubscribed from {sub.event} (one-click)")
+        reason = f"unsubscribed from {sub.event} (one-click)"
+        await store.suppress(brand.id, sub.email, reason, sub.event)
     except StorageError:
         return _page(
             request,

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import Conflict, NotifierError, StorageError
 from . import sql
 from .base import Cursor, StoreBase
+from .changes import message_events
 from .model import Accepted, NewMessage, Status
 
 log = logging.getLogger("notifier.outbox")
@@ -101,6 +102,7 @@ class Inserts(StoreBase):
         results: list[Accepted | NotifierError] = []
         bodies: list[tuple[int, bytes]] = []
         counts: Counter[tuple[str, str, str]] = Counter()
+        suppressed_ids: list[int] = []
         for p, status in zip(items, statuses, strict=True):
             new_id = inserted.get(p.message_id)
             if new_id is None:
@@ -115,11 +117,14 @@ class Inserts(StoreBase):
             counts[(p.brand, p.event, "accepted")] += 1
             if status == Status.SUPPRESSED:
                 counts[(p.brand, p.event, "suppressed")] += 1
+                suppressed_ids.append(new_id)
             if p.cancels and p.domain:
                 for key in self._cancel(cur, p, new_id, now):
                     counts[key] += 1
             results.append(Accepted(new_id, status, p.language, False, p.message_id))
         cur.many("INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", bodies)
+        suppressions = [(i, "message.suppressed", dict[str, Any]()) for i in suppressed_ids]
+        self._emit(cur, message_events(cur, suppressions), now)  # webhooks
         self._count(cur, counts)
         return results
 
@@ -172,7 +177,7 @@ class Inserts(StoreBase):
             "UPDATE outbox_messages SET status = 'cancelled', reason = ?, updated_at = ?, "
             "next_attempt_at = NULL "
             f"WHERE brand = ? AND domain = ? AND event IN ({marks}) "
-            f"AND status IN ({sql.CANCELLABLE_LIST}) AND id < ? RETURNING brand, event",
+            f"AND status IN ({sql.CANCELLABLE_LIST}) AND id < ? RETURNING brand, event, id",
             [
                 f"cancelled by {p.event} (message {new_id})",
                 now,
@@ -190,4 +195,6 @@ class Inserts(StoreBase):
                 p.domain,
                 len(rows),
             )
-        return [(str(brand), str(event), "cancelled") for brand, event in rows]
+        changes = [(int(r[2]), "message.cancelled", {"cancelled_by": new_id}) for r in rows]
+        self._emit(cur, message_events(cur, changes), now)  # webhooks
+        return [(str(brand), str(event), "cancelled") for brand, event, _ in rows]

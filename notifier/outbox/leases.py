@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from .base import StoreBase
+from .changes import outcome_events
 from .model import FINAL, LATENCY_BUCKETS, Claim, Delivery, Status, latency_counter
 
 log = logging.getLogger("notifier.outbox")
@@ -172,6 +173,7 @@ class Leases(StoreBase):
                     if d.suppress and d.rcpt_to
                 ],
             )
+            self._emit(cur, outcome_events(cur, deliveries, updated), now)  # webhooks
             self._count(cur, counts)
         if lost:
             log.warning("worker %s lost the lease of %d message(s): %s", worker, len(lost), lost)

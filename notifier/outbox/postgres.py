@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ..errors import StorageError
-from . import brand_dns, sql
+from . import brand_dns, sql, webhook_model
 from . import events as status_events
 from .base import Cursor
 from .store import Outbox
@@ -128,6 +128,7 @@ SCHEMA = [
     )""",
     *status_events.POSTGRES_SCHEMA,
     *brand_dns.POSTGRES_SCHEMA,
+    *webhook_model.POSTGRES_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

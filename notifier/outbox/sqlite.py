@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from . import brand_dns, sql
+from . import brand_dns, sql, webhook_model
 from . import events as status_events
 from .base import Cursor
 from .store import Outbox
@@ -113,6 +113,7 @@ SCHEMA = [
     )""",
     *status_events.SQLITE_SCHEMA,
     *brand_dns.SQLITE_SCHEMA,
+    *webhook_model.SQLITE_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

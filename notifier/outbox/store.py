@@ -33,9 +33,10 @@ from .brand_dns import BrandDns
 from .inserts import Inserts
 from .leases import Leases
 from .queries import Queries
+from .webhooks import Webhooks
 
 
-class Outbox(Inserts, Leases, Queries, BrandDns):
+class Outbox(Inserts, Leases, Queries, BrandDns, Webhooks):
     """Durable storage of messages from acceptance to their final state: storing
     (:class:`Inserts`), leasing and recording outcomes (:class:`Leases`), reading and
     ops (:class:`Queries`), the brands' observed DNS state (:class:`BrandDns`), over

@@ -57,6 +57,7 @@ from .recorder import Recorder
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..feedback.dispatcher import Dispatcher
     from ..signing.dkim import Signer
 
 log = logging.getLogger("notifier.worker")
@@ -150,7 +151,9 @@ class Worker:
         rng: random.Random | None = None,
         dns: DnsView | None = None,
         verifier: Verifier | None = None,
+        webhooks: Dispatcher | None = None,
     ) -> None:
+        self.webhooks = webhooks  # status webhooks, delivered beside the mail
         self.outbox = outbox
         self.transport = transport
         self.signer = signer
@@ -240,6 +243,7 @@ class Worker:
             recorded=self._recorded,
         )
         recorder.start(asyncio.get_running_loop())
+        hooks = asyncio.create_task(self.webhooks.run()) if self.webhooks else None
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -254,6 +258,9 @@ class Worker:
             await asyncio.gather(heartbeat, return_exceptions=True)
             await recorder.close()  # what is done is recorded (or, failing that, logged)
             self._recorder = None
+            if hooks is not None and self.webhooks is not None:  # --until-idle: drain them too
+                (self.webhooks.finish_when_idle if until_idle else self.webhooks.stop)()
+                await asyncio.gather(hooks, return_exceptions=True)
             await self._release_unstarted()
             if self._dns_task is not None:
                 await asyncio.gather(self._dns_task, return_exceptions=True)
@@ -449,6 +456,7 @@ async def serve(
 ) -> WorkerStats:
     """Run one worker with the settings' database, relay and keys until SIGTERM."""
     from ..delivery import transport_from_url
+    from ..feedback.dispatcher import dispatcher_from_settings
     from ..outbox import open_outbox
 
     own_outbox = outbox is None
@@ -466,6 +474,7 @@ async def serve(
         make_signer(settings),
         config=config or settings.worker_config(),
         brands=brands,
+        webhooks=dispatcher_from_settings(settings, box),
         # a one-off drain (--until-idle) leaves the periodic DNS checks to the workers
         verifier=(
             None if until_idle or not settings.dns_recheck else Verifier(settings, brands, box)

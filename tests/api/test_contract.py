@@ -49,6 +49,13 @@ OPERATIONS = {
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",
     ("post", "/v1/brands/{brand_id}/dns-check"): "check_brand_dns",
+    ("post", "/v1/webhooks"): "create_webhook",
+    ("get", "/v1/webhooks"): "list_webhooks",
+    ("get", "/v1/webhooks/{endpoint_id}"): "get_webhook",
+    ("post", "/v1/webhooks/{endpoint_id}/disable"): "disable_webhook",
+    ("post", "/v1/webhooks/{endpoint_id}/enable"): "enable_webhook",
+    ("post", "/v1/webhooks/{endpoint_id}/rotate-secret"): "rotate_webhook_secret",
+    ("post", "/v1/webhooks/replay"): "replay_webhooks",
 }
 
 
