@@ -234,6 +234,12 @@ class Settings(BaseModel):
     http_max_connections: int = Field(
         1000, ge=1, description="serve: open connections at most; more get 503"
     )
+    # --- notifier inbound: bounces and complaints ------------------------------------
+    inbound_host: str = Field("127.0.0.1", description="inbound: address the SMTP server binds")
+    inbound_port: int = Field(2526, ge=0, le=65535, description="inbound: its port (MX: 25)")
+    inbound_max_size: int = Field(
+        2 * 1024 * 1024, ge=1024, description="inbound: largest report accepted (bytes)"
+    )
 
     @pydantic.field_validator("brands_dir", "templates_dir")
     @classmethod

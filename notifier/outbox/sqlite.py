@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import StorageError
 from . import events as status_events
+from . import feedback as inbound_reports
 from . import sql
 from .base import Cursor
 from .store import Outbox
@@ -112,6 +113,7 @@ SCHEMA = [
         PRIMARY KEY (brand, event, name)
     )""",
     *status_events.SQLITE_SCHEMA,
+    *inbound_reports.SQLITE_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

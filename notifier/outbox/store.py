@@ -29,15 +29,17 @@ the claim statement and the translation of driver errors into :class:`StorageErr
 
 from __future__ import annotations
 
+from .feedback import Feedback
 from .inserts import Inserts
 from .leases import Leases
 from .queries import Queries
 
 
-class Outbox(Inserts, Leases, Queries):
+class Outbox(Inserts, Leases, Queries, Feedback):
     """Durable storage of messages from acceptance to their final state: storing
     (:class:`Inserts`), leasing and recording outcomes (:class:`Leases`), reading and
-    ops (:class:`Queries`), over one backend's connections (:class:`StoreBase`)."""
+    ops (:class:`Queries`), inbound reports (:class:`Feedback`), over one backend's
+    connections (:class:`StoreBase`)."""
 
 
 __all__ = ["Outbox"]
