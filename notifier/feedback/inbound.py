@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -240,12 +241,13 @@ class InboundServer:
         self.hostname = hostname
         self._server: asyncio.Server | None = None
         self._committer = _Committer(receiver)
+        self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     def _protocol(self) -> SMTP:
         kwargs: dict[str, Any] = {}
         if self.hostname:
             kwargs["hostname"] = self.hostname
-        return SMTP(
+        smtp = SMTP(
             _Handler(self.receiver, self._committer),
             data_size_limit=self.max_size,
             enable_SMTPUTF8=True,
@@ -253,6 +255,8 @@ class InboundServer:
             ident="notifier inbound",
             **kwargs,
         )
+        self._sessions.add(smtp)
+        return smtp
 
     async def start(self) -> None:
         self._committer.start()
@@ -264,8 +268,12 @@ class InboundServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for session in list(self._sessions):  # open connections end with the server
+                if session.transport is not None:
+                    session.transport.close()
             await self._server.wait_closed()
             self._server = None
+            await asyncio.sleep(0)  # let their handlers see the closed transports
         await self._committer.stop()
 
     async def serve_forever(self, stop: asyncio.Event) -> None:

@@ -14,13 +14,19 @@ from __future__ import annotations
 import email
 import email.parser
 import email.policy
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import parseaddr
 from typing import Literal
 
 from flufl.bounce import all_failures
+
+# flufl.bounce logs every detector it runs at INFO and its own exceptions at ERROR;
+# we catch those (a report it cannot read is kept as unparsable) and log our own
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 __all__ = ["KINDS", "Kind", "Report", "parse"]
 
@@ -95,7 +101,13 @@ def _classify(msg: Message) -> Report:
     if heuristic is not None:
         return heuristic
     if _auto_reply(msg):
-        return Report("auto_reply", "rfc3834", original_message_id=_original_id(msg))
+        replied = str(msg.get("In-Reply-To", "")).strip() or None
+        return Report(
+            "auto_reply",
+            "rfc3834",
+            recipient=parseaddr(str(msg.get("From", "")))[1] or None,
+            original_message_id=_original_id(msg) or replied,
+        )
     return Report("unparsable", "none", original_message_id=_original_id(msg))
 
 
@@ -111,8 +123,9 @@ def _dsn(msg: Message, part: Message) -> Report:
     diagnostic = _field(best, "Diagnostic-Code")
     text = diagnostic.partition(";")[2].strip() if ";" in diagnostic else diagnostic
     code = _first(_REPLY_CODE, text + " ")
-    if status is None:
-        status = _first(_ENHANCED, text)
+    detailed = _first(_ENHANCED, text)
+    if status is None or (status.endswith(".0.0") and detailed and detailed[0] == status[0]):
+        status = detailed or status  # Exim writes 5.0.0 and puts 5.1.1 in the diagnostic
     kind = _dsn_kind(action, status)
     return Report(
         kind,
@@ -172,7 +185,10 @@ def _arf(msg: Message) -> Report:
 
 
 def _flufl(msg: Message) -> Report | None:
-    temporary, permanent = all_failures(msg)
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # a heuristic detector choking on an odd message: not a bounce
+        return None
     if not temporary and not permanent:
         return None
     found = sorted(permanent or temporary)
