@@ -55,7 +55,7 @@ def test_hard_bounce_moves_sent_to_bounced_and_suppresses(
         raw = box.report_raw(report.id)
         assert raw == crlf(dsn)  # the exact bytes received, kept as evidence
         assert report.sha256 == hashlib.sha256(raw).hexdigest()
-        [(kind, message, data)] = [e for e in _events(box) if e[0] == "message.bounced"]
+        [(_, message, data)] = [e for e in _events(box) if e[0] == "message.bounced"]
         assert message == mid
         assert data["id"] == mid and data["message_id"] == message_id
         assert (data["brand"], data["event"], data["recipient"]) == (
