@@ -81,6 +81,7 @@ def _stdin(rcpt: str | None, sender: str | None) -> None:
         with _outbox() as outbox:
             receiver = receiver_from_settings(settings, outbox)
             [stored] = receiver.store([Incoming(raw, sender, (rcpt,) if rcpt else ())])
+            outbox.apply_pending()  # bounces that came before their message was recorded
     except StorageError as exc:
         fail(f"the report could not be stored: {exc}", EXIT_RUNTIME)
     if not stored:

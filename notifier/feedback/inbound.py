@@ -35,6 +35,8 @@ log = logging.getLogger("notifier.inbound")
 Verdict = Literal["ok", "unknown_domain", "forged", "bad_address"]
 #: most reports stored in one transaction
 MAX_GROUP = 256
+#: seconds between applying bounces that arrived before their message was recorded sent
+PENDING_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,10 @@ class Receiver:
 
     def store(self, items: Sequence[Incoming]) -> list[list[ReportRecord]]:
         """Parse and store ``items`` in one transaction; what each became."""
-        groups = [self.reports(item) for item in items]
+        return self.store_parsed([self.reports(item) for item in items])
+
+    def store_parsed(self, groups: Sequence[list[InboundReport]]) -> list[list[ReportRecord]]:
+        """Store already parsed reports in one transaction, grouped as given."""
         stored = self.outbox.store_reports([r for g in groups for r in g])
         out, i = [], 0
         for g in groups:
@@ -112,27 +117,38 @@ def _clean(value: str | None) -> str | None:
 
 
 class _Committer:
-    """Group commit: reports that arrive while a commit runs share the next one."""
+    """Group commit: reports that arrive while a commit runs share the next one (parsing
+    happens before, in the connections' handlers, so a commit holds only SQL)."""
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        self.queue: asyncio.Queue[tuple[Incoming, asyncio.Future[list[ReportRecord]]]] = (
-            asyncio.Queue()
-        )
-        self.task: asyncio.Task[None] | None = None
+        self.queue: asyncio.Queue[
+            tuple[list[InboundReport], asyncio.Future[list[ReportRecord]]]
+        ] = asyncio.Queue()
+        self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._run()), loop.create_task(self._pending())]
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for task in self.tasks:
+            task.cancel()
             try:
-                await self.task
+                await task
             except asyncio.CancelledError:
                 pass
+        self.tasks = []
 
-    async def submit(self, item: Incoming) -> list[ReportRecord]:
+    async def _pending(self) -> None:
+        while True:
+            await asyncio.sleep(PENDING_INTERVAL)
+            try:
+                await asyncio.to_thread(self.receiver.outbox.apply_pending)
+            except StorageError as exc:
+                log.warning("applying pending bounces failed: %s", exc)
+
+    async def submit(self, item: list[InboundReport]) -> list[ReportRecord]:
         future: asyncio.Future[list[ReportRecord]] = asyncio.get_running_loop().create_future()
         await self.queue.put((item, future))
         return await future
@@ -143,7 +159,7 @@ class _Committer:
             while len(batch) < MAX_GROUP and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                results = await asyncio.to_thread(self.receiver.store, [i for i, _ in batch])
+                results = await asyncio.to_thread(self.receiver.store_parsed, [i for i, _ in batch])
             except StorageError as exc:
                 if len(batch) == 1:
                     _settle(batch[0][1], exc=exc)
@@ -151,7 +167,7 @@ class _Committer:
                 # one report the database refuses must not fail the others: one by one
                 for item, future in batch:
                     try:
-                        [result] = await asyncio.to_thread(self.receiver.store, [item])
+                        [result] = await asyncio.to_thread(self.receiver.store_parsed, [item])
                         _settle(future, result)
                     except StorageError as one:
                         _settle(future, exc=one)
@@ -212,7 +228,9 @@ class _Handler:
         raw = envelope.original_content or b""
         item = Incoming(raw, envelope.mail_from, tuple(envelope.rcpt_tos))
         try:
-            stored = await self.committer.submit(item)
+            # parsed off the event loop, while the previous group's commit waits on fsync
+            reports = await asyncio.to_thread(self.receiver.reports, item)
+            stored = await self.committer.submit(reports) if reports else []
         except StorageError as exc:
             log.error("a report could not be stored: %s", exc)
             return "451 4.3.0 could not store the report; try again later"

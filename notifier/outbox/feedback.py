@@ -56,6 +56,8 @@ _TABLE = """CREATE TABLE IF NOT EXISTS outbox_reports (
     )"""
 _INDEXES = [
     "CREATE INDEX IF NOT EXISTS outbox_reports_message ON outbox_reports (message)",
+    "CREATE INDEX IF NOT EXISTS outbox_reports_pending ON outbox_reports (id) "
+    "WHERE outcome IN ('pending', 'pending+suppressed')",
     "CREATE INDEX IF NOT EXISTS outbox_reports_unmatched ON outbox_reports (id) "
     "WHERE matched = {false}",
 ]
@@ -79,6 +81,11 @@ POSTGRES_SCHEMA = [
     ),
     *(i.format(false="FALSE") for i in _INDEXES),
 ]
+
+#: message states a worker may still change (a hard bounce for one waits: "pending")
+_UNFINISHED = ("queued", "sending", "deferred", "held")
+_UNFINISHED_LIST = ", ".join(f"'{s}'" for s in _UNFINISHED)
+_PENDING_LIST = "'pending', 'pending+suppressed'"
 
 #: report kinds whose arrival is counted per brand and event (``name`` in the counters)
 _KIND_COUNTER = {"hard_bounce": "bounced", "soft_bounce": "soft_bounced", "complaint": "complained"}
@@ -352,10 +359,58 @@ class Feedback(StoreBase):
             "WHERE id = ? AND status = ?",
             [str(Status.BOUNCED), f"bounced: {reason}", now, t.id, str(Status.SENT)],
         )
-        if cur.rowcount != 1:
-            return "recorded"
-        events.append(_event("message.bounced", t, r))
-        return "bounced"
+        if cur.rowcount == 1:
+            events.append(_event("message.bounced", t, r))
+            return "bounced"
+        if t.status in _UNFINISHED:
+            # a bounce can arrive before the worker has recorded the 250 (a local relay
+            # bounces within milliseconds): applied once the message is final
+            return "pending"
+        return "recorded"
+
+    def apply_pending(self, limit: int = 500) -> int:
+        """Apply hard bounces that arrived before their message was recorded ``sent``
+        (``notifier inbound`` calls this every second): ``sent`` → ``bounced``; a
+        message that ended otherwise (failed, cancelled …) keeps its state."""
+        now = self.clock()
+        done = 0
+        with self.transaction() as cur:
+            rows = cur.execute(
+                "SELECT r.id, r.outcome, r.kind, r.enhanced, r.code, r.diagnostic, "
+                "r.feedback_type, m.id, m.brand, m.event, m.status, m.recipient, m.domain, "
+                "m.message_id FROM outbox_reports r JOIN outbox_messages m ON m.id = r.message "
+                f"WHERE r.outcome IN ({_PENDING_LIST}) AND m.status NOT IN ({_UNFINISHED_LIST}) "
+                "ORDER BY r.id LIMIT ?",
+                [limit],
+            ).fetchall()
+            events: list[StatusEvent] = []
+            for row in rows:
+                report_id, outcome = int(row[0]), str(row[1])
+                t = _Target(int(row[7]), *(None if v is None else str(v) for v in row[8:]))  # type: ignore[arg-type]
+                r = InboundReport(
+                    raw=b"",
+                    sha256="",
+                    kind=str(row[2]),
+                    format="",
+                    enhanced=row[3],
+                    code=None if row[4] is None else int(row[4]),
+                    diagnostic=row[5],
+                    feedback_type=row[6],
+                )
+                new: list[StatusEvent] = []
+                result = self._bounce(cur, r, t, now, new)
+                events += [
+                    StatusEvent(e.type, e.brand, {**e.data, "report": report_id}, e.message)
+                    for e in new
+                ]
+                suffix = "+suppressed" if outcome.endswith("+suppressed") else ""
+                cur.execute(
+                    "UPDATE outbox_reports SET outcome = ? WHERE id = ?",
+                    [result + suffix, report_id],
+                )
+                done += 1
+            self._emit(cur, events, now)
+        return done
 
 
 def _event(kind: str, t: _Target, r: InboundReport) -> StatusEvent:

@@ -8,15 +8,19 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from notifier.delivery.transport import AttemptResult
 from notifier.errors import StorageError
-from notifier.outbox import Outbox, Status
+from notifier.feedback.verp import verp_for
+from notifier.outbox import Delivery, Outbox, Status
 from tests.feedback.support import InboundThread, crlf, sample, send_one
 from tests.smtpd import SMTPTestServer
+from tests.test_outbox import raw_event
 
 EVENT = "domain.renewal_reminder"
 
@@ -237,3 +241,63 @@ def test_storage_failure_answers_451_and_a_retry_stores(
         monkeypatch.undo()
         assert inbound.send(dsn, verp)[0] == 250
     assert box.get(mid).status == Status.BOUNCED
+
+
+def test_bounce_before_the_250_is_recorded_is_applied_once_sent(box: Outbox, key_dir: Path) -> None:
+    """A local relay can bounce within milliseconds, before the worker's recorder has
+    written ``sent``: the report waits (pending) and is applied once the message is
+    final — ``bounced`` only ever from ``sent``."""
+    accepted = box.accept(raw_event(to="aino@example.fi"))  # type: ignore[attr-defined]
+    [claim] = box.claim("w1", 1)
+    record = box.get(accepted.id)
+    verp = verp_for(key_dir).envelope_sender(accepted.id, record.mail_from)
+    dsn = sample("postfix_dsn_550_5.1.1.eml", verp=verp, message_id=record.message_id)
+    with InboundThread(box, key_dir) as inbound:
+        assert inbound.send(dsn, verp)[0] == 250
+        [report] = box.message_reports(accepted.id)
+        assert report.outcome == "pending+suppressed"
+        assert box.get(accepted.id).status == Status.SENDING
+        assert box.apply_pending() == 0  # still the worker's
+        ok = AttemptResult("sent", host="mx", code=250, enhanced="2.0.0", text="ok")
+        box.complete(
+            "w1", [Delivery(claim.id, Status.SENT, attempt=ok, rcpt_to=claim.rcpt_to, brand="acme")]
+        )
+        deadline = time.monotonic() + 30  # the server applies pending reports every second
+        while box.get(accepted.id).status != Status.BOUNCED and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert box.get(accepted.id).status == Status.BOUNCED
+    [report] = box.message_reports(accepted.id)
+    assert report.outcome == "bounced+suppressed"
+    [(_, message, data)] = [e for e in _events(box) if e[0] == "message.bounced"]
+    assert message == accepted.id and data["report"] == report.id
+
+
+def test_pending_bounce_for_a_message_that_failed_changes_nothing(
+    box: Outbox, key_dir: Path
+) -> None:
+    accepted = box.accept(raw_event(to="aino@example.fi"))  # type: ignore[attr-defined]
+    [claim] = box.claim("w1", 1)
+    record = box.get(accepted.id)
+    verp = verp_for(key_dir).envelope_sender(accepted.id, record.mail_from)
+    dsn = sample("postfix_dsn_550_5.1.1.eml", verp=verp, message_id=record.message_id)
+    with InboundThread(box, key_dir) as inbound:
+        assert inbound.send(dsn, verp)[0] == 250
+    bad = AttemptResult("permanent", host="mx", code=550, enhanced="5.1.1", text="no such user")
+    box.complete(
+        "w1",
+        [
+            Delivery(
+                claim.id,
+                Status.FAILED,
+                reason="550",
+                attempt=bad,
+                rcpt_to=claim.rcpt_to,
+                brand="acme",
+            )
+        ],
+    )
+    assert box.apply_pending() == 1
+    assert box.get(accepted.id).status == Status.FAILED
+    [report] = box.message_reports(accepted.id)
+    assert report.outcome == "recorded+suppressed"
+    assert all(e[0] != "message.bounced" for e in _events(box))
