@@ -263,6 +263,12 @@ class Settings(BaseModel):
     webhook_rotation_grace: Duration = Field(
         24 * HOUR, description="rotate-secret: the old secret keeps signing this long"
     )
+    # --- notifier inbound: bounces and complaints ------------------------------------
+    inbound_host: str = Field("127.0.0.1", description="inbound: address the SMTP server binds")
+    inbound_port: int = Field(2526, ge=0, le=65535, description="inbound: its port (MX: 25)")
+    inbound_max_size: int = Field(
+        2 * 1024 * 1024, ge=1024, description="inbound: largest report accepted (bytes)"
+    )
 
     @pydantic.field_validator("brands_dir", "templates_dir")
     @classmethod

@@ -177,6 +177,21 @@ class AttemptOut(BaseModel):
     sha256: str | None = Field(None, description="admin tokens only")
 
 
+class ReportOut(BaseModel):
+    """A bounce, complaint or auto-reply received for the message (``notifier inbound``),
+    kept as evidence: its raw bytes have this SHA-256."""
+
+    id: int
+    kind: Literal["hard_bounce", "soft_bounce", "complaint", "auto_reply", "other", "unparsable"]
+    received_at: datetime
+    enhanced: str | None = Field(None, examples=["5.1.1"])
+    code: int | None = Field(None, examples=[550])
+    diagnostic: str | None
+    feedback_type: str | None
+    outcome: str = Field(examples=["bounced+suppressed"])
+    sha256: str
+
+
 class MessageOut(BaseModel):
     """A message's state, attempts, Message-ID and chosen language. Fields marked
     "admin tokens only" are absent for other tokens."""
@@ -203,6 +218,9 @@ class MessageOut(BaseModel):
     dkim_domain: str | None
     dkim_selector: str | None
     attempt_log: list[AttemptOut]
+    reports: list[ReportOut] = Field(
+        default_factory=list, description="bounces and complaints received for it"
+    )
     sign_brand: str | None = Field(None, description="admin tokens only")
     mail_from: str | None = Field(None, description="admin tokens only")
     rcpt_to: str | None = Field(None, description="admin tokens only")

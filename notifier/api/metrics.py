@@ -120,6 +120,9 @@ COUNTERS = (
         "notifier_messages_cancelled",
         "Reminders cancelled before sending (the domain was renewed, deleted or moved).",
     ),
+    ("bounced", "notifier_messages_bounced", "Hard bounces (5.x.x) received for sent mail."),
+    ("soft_bounced", "notifier_messages_soft_bounced", "Soft bounces (4.x.x DSNs) received."),
+    ("complained", "notifier_messages_complained", "Complaints (ARF) received."),
 )
 
 
@@ -182,6 +185,35 @@ def _outbox_families(stats: Stats) -> Iterator[Metric]:
     )
     latency.add_metric((), _buckets(stats.latency_buckets, stats.latency_count), stats.latency_sum)
     yield latency
+    yield from _inbound_families(stats)
+
+
+def _inbound_families(stats: Stats) -> Iterator[Metric]:
+    """``notifier inbound``: reports by kind, forged and unmatched ones."""
+    kinds: dict[str, float] = defaultdict(float)
+    forged: float = 0.0
+    unmatched: float = 0.0
+    for (_, _, name), n in stats.counters.items():
+        if name == "report_forged":
+            forged += n
+        elif name == "report_unmatched":
+            unmatched += n
+        elif name.startswith("report_"):
+            kinds[name.removeprefix("report_")] += n
+    reports = CounterMetricFamily(
+        "notifier_inbound_reports", "Inbound reports stored, by kind.", labels=("kind",)
+    )
+    for kind, total in sorted(kinds.items()):
+        reports.add_metric((kind,), total)
+    yield reports
+    yield CounterMetricFamily(
+        "notifier_inbound_forged",
+        "Reports to a VERP address whose MAC did not verify (dropped).",
+        value=forged,
+    )
+    yield CounterMetricFamily(
+        "notifier_inbound_unmatched", "Reports that matched no message (kept).", value=unmatched
+    )
 
 
 #: the brand DNS states (notifier.outbox.brand_dns), one gauge series each

@@ -201,6 +201,8 @@ def message_view(doc: Mapping[str, Any], *, full: bool = False) -> dict[str, Any
     view["attempt_log"] = [
         {k: a.get(k) for k in _PUBLIC_ATTEMPT} for a in doc.get("attempt_log", [])
     ]
+    if "reports" in doc:  # one message's view (not the list): bounces and complaints
+        view["reports"] = doc["reports"]
     return view
 
 
@@ -323,9 +325,11 @@ class OutboxStore:
 
         try:
             doc: dict[str, Any] = self.outbox.get(message_id).as_dict()
-            return doc
         except MessageNotFound:
             return None
+        # bounces and complaints received for it (notifier inbound), as evidence
+        doc["reports"] = [r.summary() for r in self.outbox.message_reports(message_id)]
+        return doc
 
     async def messages(
         self,

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 #: Modules of this package with a ``register(app)``; adding one is adding its name here.
-COMMANDS = ("render", "queue", "serve", "tokens", "dkim", "dns", "config", "webhooks")
+COMMANDS = ("render", "queue", "serve", "tokens", "dkim", "dns", "config", "webhooks", "inbound")
 
 app = typer.Typer(
     help="notifier: white-label transactional mail for domain resellers.",

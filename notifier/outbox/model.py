@@ -26,12 +26,20 @@ class Status(StrEnum):
     FAILED = "failed"
     HELD = "held"
     SUPPRESSED = "suppressed"
+    #: a hard bounce (5.x.x) arrived after ``sent``: final, reached only from ``sent``
+    BOUNCED = "bounced"
 
 
 #: states a worker may claim once ``next_attempt_at`` has passed
 DUE: tuple[Status, ...] = (Status.QUEUED, Status.DEFERRED)
 #: states that never change again on their own (purged after the retention period)
-FINAL: tuple[Status, ...] = (Status.SENT, Status.CANCELLED, Status.FAILED, Status.SUPPRESSED)
+FINAL: tuple[Status, ...] = (
+    Status.SENT,
+    Status.CANCELLED,
+    Status.FAILED,
+    Status.SUPPRESSED,
+    Status.BOUNCED,
+)
 #: states a cancelling event (``domain.renewed`` …) moves to ``cancelled``
 CANCELLABLE: tuple[Status, ...] = (Status.QUEUED, Status.DEFERRED, Status.HELD)
 #: states ``queue retry`` moves back to ``queued``

@@ -295,6 +295,7 @@ class Queries(StoreBase):
                     return total
                 marks = ", ".join("?" for _ in ids)
                 for table, column in (
+                    ("outbox_reports", "message"),
                     ("outbox_attempts", "message"),
                     ("outbox_bodies", "message"),
                     ("outbox_messages", "id"),

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import StorageError
 from . import brand_dns, sql, webhook_model
 from . import events as status_events
+from . import feedback as inbound_reports
 from .base import Cursor
 from .store import Outbox
 
@@ -114,6 +115,7 @@ SCHEMA = [
     *status_events.SQLITE_SCHEMA,
     *brand_dns.SQLITE_SCHEMA,
     *webhook_model.SQLITE_SCHEMA,
+    *inbound_reports.SQLITE_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

@@ -30,17 +30,19 @@ the claim statement and the translation of driver errors into :class:`StorageErr
 from __future__ import annotations
 
 from .brand_dns import BrandDns
+from .feedback import Feedback
 from .inserts import Inserts
 from .leases import Leases
 from .queries import Queries
 from .webhooks import Webhooks
 
 
-class Outbox(Inserts, Leases, Queries, BrandDns, Webhooks):
+class Outbox(Inserts, Leases, Queries, BrandDns, Feedback, Webhooks):
     """Durable storage of messages from acceptance to their final state: storing
     (:class:`Inserts`), leasing and recording outcomes (:class:`Leases`), reading and
-    ops (:class:`Queries`), the brands' observed DNS state (:class:`BrandDns`), over
-    one backend's connections (:class:`StoreBase`)."""
+    ops (:class:`Queries`), the brands' observed DNS state (:class:`BrandDns`), inbound
+    reports (:class:`Feedback`) and webhook endpoints and deliveries
+    (:class:`Webhooks`), over one backend's connections (:class:`StoreBase`)."""
 
 
 __all__ = ["Outbox"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..delivery.policy import Decision, decide, expired
 from ..delivery.transport import AttemptResult, Envelope, Transport
 from ..errors import NotifierError
+from ..feedback.verp import verp_for
 from ..outbox import Claim, Delivery, Outbox, Status
 from ..signing.identity import dkim_identity
 
@@ -185,9 +186,15 @@ class Job:
         self.dkim = dkim_identity(self.head if self.head is not None else signed)
         return None
 
+    def envelope_sender(self) -> str:
+        """The message's own VERP Return-Path on its signer's bounce domain: the row id
+        exists only once stored, so the address is made here, at send time."""
+        verp = verp_for(self.worker.signer.keystore.directory)
+        return verp.envelope_sender(self.claim.id, self.claim.mail_from)
+
     async def deliver(self) -> Delivery:
         c = self.claim
-        envelope = Envelope(c.message_id, c.mail_from, c.rcpt_to, self.signed)
+        envelope = Envelope(c.message_id, self.envelope_sender(), c.rcpt_to, self.signed)
         try:
             result = await self.worker.transport.send(envelope)
         except Exception as exc:  # a transport must not raise; if it does, retry later

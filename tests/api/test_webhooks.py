@@ -8,8 +8,8 @@ import warnings
 from standardwebhooks.webhooks import Webhook
 
 from tests.api.conftest import Tokens
-from tests.feedback.conftest import dispatch
-from tests.feedback.receiver import Receiver
+from tests.feedback.webhooks.conftest import dispatch
+from tests.feedback.webhooks.receiver import Receiver
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -67,7 +67,7 @@ def test_unsubscribe_reported(client: TestClient, tokens: Tokens) -> None:
     outbox = app.state.store.outbox  # type: ignore[attr-defined]
     receiver = Receiver()
     try:
-        from tests.feedback.conftest import add
+        from tests.feedback.webhooks.conftest import add
 
         _, secret = add(outbox, receiver.url, "message.unsubscribed")
         sub = links.Subscription("acme", "aino@example.fi", "reseller.balance_low")

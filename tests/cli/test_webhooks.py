@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from notifier.cli import app
 from notifier.config import Settings
 from notifier.outbox import open_outbox
-from tests.feedback.conftest import emit
+from tests.feedback.webhooks.conftest import emit
 
 runner = CliRunner()
 

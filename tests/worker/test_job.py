@@ -12,6 +12,7 @@ import pytest
 
 from notifier.compose.pipeline import Pipeline
 from notifier.errors import SigningError
+from notifier.feedback.verp import verp_for
 from notifier.outbox import Outbox, Status
 from notifier.signing.dkim import Signer
 from notifier.signing.keys import KeyStore
@@ -48,7 +49,11 @@ def test_sent_through_real_smtp_with_evidence(
         assert (attempt.outcome, attempt.code, attempt.enhanced) == ("sent", 250, "2.0.0")
         assert attempt.host == f"127.0.0.1:{smtp_server.port}"
         got = received[record.message_id]
-        assert got.mail_from == record.mail_from and got.rcpt_tos == [record.rcpt_to]
+        # the envelope sender is the message's own VERP address on the stored domain
+        assert got.mail_from == verp_for(key_dir).envelope_sender(i, record.mail_from)
+        assert got.mail_from.startswith(f"b-{i}-")
+        assert got.mail_from.endswith("@" + record.mail_from.rpartition("@")[2])
+        assert got.rcpt_tos == [record.rcpt_to]
         raw = box.raw(i)
         assert raw.signed and raw.data == got.data  # the exact bytes the server got
         assert dkim.verify(got.data, dnsfunc=dns)

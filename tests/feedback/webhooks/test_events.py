@@ -19,7 +19,7 @@ from notifier.config import Secret, Settings
 from notifier.delivery.transport import AttemptResult
 from notifier.outbox import Delivery, Status
 from tests.conftest import Box, open_box
-from tests.feedback.conftest import Clock, add
+from tests.feedback.webhooks.conftest import Clock, add
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from notifier.config import Secret, Settings
 from notifier.outbox import open_outbox
-from tests.feedback.conftest import add, emit
-from tests.feedback.receiver import Receiver
+from tests.feedback.webhooks.conftest import add, emit
+from tests.feedback.webhooks.receiver import Receiver
 from tests.worker.support import spawn_worker, stop, wait_for
 
 EVENTS = 60

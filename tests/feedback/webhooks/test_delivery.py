@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 from notifier.outbox import Outbox
 from notifier.outbox.webhook_model import MAX_AGE
-from tests.feedback.conftest import Clock, add, dispatch, emit
-from tests.feedback.receiver import Receiver, closed_port
+from tests.feedback.webhooks.conftest import Clock, add, dispatch, emit
+from tests.feedback.webhooks.receiver import Receiver, closed_port
 
 
 def _attempts(box: Outbox) -> list[tuple[object, ...]]:
