@@ -29,8 +29,7 @@ def _events(box: Outbox) -> list[tuple[str, int | None, dict[str, Any]]]:
     """The status events that reports caused (the delivery's own message.sent left out)."""
     with box.transaction(write=False) as cur:
         rows = cur.execute(
-            "SELECT type, message, data FROM outbox_events WHERE type <> 'message.sent' "
-            "ORDER BY id"
+            "SELECT type, message, data FROM outbox_events WHERE type <> 'message.sent' ORDER BY id"
         ).fetchall()
     return [(str(t), m, json.loads(str(d))) for t, m, d in rows]
 

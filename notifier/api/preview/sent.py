@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -24,6 +25,7 @@ from ... import events as catalog
 from ...brands import Brand
 from ...errors import FieldError, StorageError
 from ...fields import domain_to_ascii, domain_to_unicode
+from ...outbox.feedback import ReportRecord
 from ...outbox.model import MessageNotFound, MessageRecord, RawMessage
 from ...outbox.sql import STATES
 from ..errors import ApiError
@@ -52,20 +54,27 @@ class Feedback:
     text: str
 
 
-def feedback_rows(record: MessageRecord) -> list[Feedback]:
-    """What the sent-mail page shows under "bounces and complaints" for one message.
-
-    Today that is what delivery itself learned: a permanent SMTP refusal (a bounce at
-    the door, which also suppresses the address) and a message never sent because the
-    address was already suppressed. Inbound reports (asynchronous DSNs, ARF complaints)
-    are added here, from the message's report, when the outbox keeps them: this is the
-    one place the page asks.
-    """
+def feedback_rows(record: MessageRecord, reports: Sequence[ReportRecord] = ()) -> list[Feedback]:
+    """What the sent-mail page shows under "bounces and complaints" for one message:
+    what delivery itself learned (a permanent SMTP refusal, which also suppresses the
+    address; a message never sent because the address was already suppressed) and the
+    reports ``notifier inbound`` matched to it (asynchronous DSNs, ARF complaints;
+    auto-replies are not feedback and are left out). The one place the page asks."""
     rows = [
         Feedback("bounce", True, a.at, a.code, a.enhanced, a.text)
         for a in record.attempt_log
         if a.outcome == "permanent"
     ]
+    for r in reports:
+        if r.kind in ("hard_bounce", "soft_bounce"):
+            hard = r.kind == "hard_bounce"
+            rows.append(
+                Feedback("bounce", hard, r.received_at, r.code, r.enhanced, r.diagnostic or "")
+            )
+        elif r.kind == "complaint":
+            rows.append(
+                Feedback("complaint", True, r.received_at, None, None, r.feedback_type or "")
+            )
     if str(record.status) == "suppressed":
         rows.append(Feedback("suppressed", True, record.updated_at, None, None, ""))
     return rows
@@ -208,6 +217,7 @@ async def sent_view(request: Request, brand_id: str, message_id: MessageId) -> R
         raw = await run_in_threadpool(outbox.raw, record.id)
     except (StorageError, MessageNotFound):
         raw = None  # the record and its attempts are still worth showing
+    reports = await run_in_threadpool(outbox.message_reports, record.id)
     message = None
     if raw is not None:
         parsed = email.message_from_bytes(raw.data, policy=email.policy.default)
@@ -229,7 +239,7 @@ async def sent_view(request: Request, brand_id: str, message_id: MessageId) -> R
             else "",
         },
         attempts=[(a, local_time(a.at, tz)) for a in record.attempt_log],
-        feedback=[(f, local_time(f.at, tz)) for f in feedback_rows(record)],
+        feedback=[(f, local_time(f.at, tz)) for f in feedback_rows(record, reports)],
         signed=raw.signed if raw else False,
         mail_headers=_headers(message) if message else [],
         mail_lang=mail_language(message, record.language) if message else record.language,
