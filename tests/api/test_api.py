@@ -941,9 +941,9 @@ def test_preview_names_events_by_their_title_in_the_page_language(
     _sign_in(client, tokens.acme, lang)
     r = client.get("/preview/brands/acme?event=domain.expired", headers={"Accept-Language": lang})
     html = r.text
-    nav = html[html.index('class="event-list"') :]
-    nav = nav[: nav.index("</nav>")]
-    links = re.findall(r'<a href="/preview/brands/acme\?event=[^"]*"[^>]*>([^<]*)</a>', nav)
+    listing = html[html.index('class="event-list"') :]
+    listing = listing[: listing.index("</nav>")]
+    links = re.findall(r'<a href="/preview/brands/acme\?event=[^"]*"[^>]*>([^<]*)</a>', listing)
     assert len(links) == len(catalog.CATALOG)
     assert nav in links and not set(links) & set(catalog.CATALOG)  # no raw event ids
     assert f'<h1 id="event-name">{heading}</h1>' in html
