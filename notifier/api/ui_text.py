@@ -1,7 +1,9 @@
 """Text of the preview and unsubscribe pages in English, Finnish and Swedish.
 
 The page language follows the browser's ``Accept-Language``; the language a previewed
-*mail* is rendered in is chosen separately (the fi / sv / en switch).
+*mail* is rendered in is chosen separately (the fi / sv / en switch). The unsubscribe
+page speaks the language of the mail its link came in (the token carries it). Event
+titles live with the catalog (:mod:`notifier.events.titles`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ The token is encrypted and authenticated (see :mod:`notifier.compose.unsubscribe
 cannot be forged for another address and does not show one; links in mail sent
 before encryption still work. The choice is recorded
 as a suppression of the address for the brand in the outbox (mandatory notices are
-never suppressed).
+never suppressed). The page speaks the language of the mail the link came in (the
+token carries it); for links sent before that, the browser's ``Accept-Language``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def _page(
 ) -> Response:
     brand = found[1] if found else None
     header = request.headers.get("accept-language")
-    ui = choose(header, brand.languages, brand.default_language) if brand else choose(header)
+    if brand is None:
+        ui = choose(header)
+    elif found and found[0].language in brand.languages:
+        ui = found[0].language  # the language of the mail the link came in
+    else:  # a link sent before tokens carried it
+        ui = choose(header, brand.languages, brand.default_language)
     colors = brand.colors if brand else None
     return page(
         request,

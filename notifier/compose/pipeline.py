@@ -183,10 +183,18 @@ class Pipeline:
         if self._secret is None:
             self._secret = self.settings.secret()
         # the subscription belongs to the account (the reseller), whichever brand the mail
-        # goes out in; the link is on the sending brand's link domain
+        # goes out in; the link is on the sending brand's link domain and carries the
+        # language the mail is written in (the renderer's choice), for the confirmation page
+        account = self.brands.get(event.brand_id)
+        writer = self.renderer.sending_brand(event.spec, event.data, account)
         token = unsubscribe.make_token(
             self._secret,
-            unsubscribe.Subscription(event.brand_id, event.recipient.email, event.name),
+            unsubscribe.Subscription(
+                event.brand_id,
+                event.recipient.email,
+                event.name,
+                writer.choose_language(event.recipient.language),
+            ),
         )
         return unsubscribe.url(brand.link_host, token)
 

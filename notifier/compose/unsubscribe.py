@@ -2,10 +2,12 @@
 for another address, and encrypted, so the URL shows nothing of the address, brand or
 event (link scanners, proxies and logs see the URL).
 
-A token is ``base64url(0x02 ‖ AES-SIV(brand NUL address NUL event))`` (RFC 5297, key
-derived from the secret key, the version byte as associated data). AES-SIV needs no
+A token is ``base64url(0x02 ‖ AES-SIV(brand NUL address NUL event NUL language))``
+(RFC 5297, key derived from the secret key, the version byte as associated data). The
+language is the mail's, so the confirmation page speaks it whatever the browser asks
+for; tokens made before it was added (three fields) still read, without a language. AES-SIV needs no
 nonce, so the token is deterministic: the same subscription always gets the same link,
-and the URL stays short (17 bytes over the plain text; about 107 characters for
+and the URL stays short (17 bytes over the plain text; about 111 characters for
 ``https://domain.acme.fi/u/…`` and a 24-character address).
 
 Links sent before encryption (``base64url(json).base64url(hmac)``, with a dot) are
@@ -35,6 +37,7 @@ class Subscription:
     brand: str
     email: str
     event: str
+    language: str | None = None  # the mail's; None in links sent before it was kept
 
 
 def _b64(data: bytes) -> str:
@@ -51,7 +54,8 @@ def _cipher(secret: bytes) -> AESSIV:
 
 
 def make_token(secret: bytes, sub: Subscription) -> str:
-    plain = "\x00".join((sub.brand, sub.email, sub.event)).encode("utf-8")
+    fields = (sub.brand, sub.email, sub.event) + ((sub.language,) if sub.language else ())
+    plain = "\x00".join(fields).encode("utf-8")
     return _b64(_VERSION + _cipher(secret).encrypt(plain, [_VERSION]))
 
 
@@ -70,7 +74,7 @@ def read_token(secret: bytes, token: str) -> Subscription:
     except (InvalidTag, ValueError) as exc:
         raise ValidationError([FieldError("token", "invalid signature")]) from exc
     parts = plain.decode("utf-8").split("\x00")
-    if len(parts) != 3:
+    if len(parts) not in (3, 4):
         raise ValidationError([FieldError("token", "malformed")])
     return Subscription(*parts)
 

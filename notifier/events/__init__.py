@@ -22,6 +22,7 @@ import pydantic
 from ..errors import FieldError, UnknownEvent, ValidationError, from_pydantic
 from .catalog import SPECS
 from .models import Audience, EventData, EventSpec
+from .titles import title
 
 CATALOG: dict[str, EventSpec] = {spec.name: spec for spec in SPECS}
 
@@ -68,5 +69,6 @@ __all__ = [
     "catalog_document",
     "get",
     "sample",
+    "title",
     "validate_data",
 ]

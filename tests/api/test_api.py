@@ -795,6 +795,42 @@ def test_unsubscribe_503_when_the_store_fails(
     assert r.headers["Retry-After"] == "5"
 
 
+@pytest.mark.parametrize(
+    ("lang", "words"), [("sv", "Avsluta prenumeration"), ("en", "Unsubscribe")]
+)
+def test_unsubscribe_page_speaks_the_language_of_the_mail(
+    client: TestClient, settings: Settings, lang: str, words: str
+) -> None:
+    # the browser asks for Finnish; the mail was in Swedish or English: the page follows the mail
+    sub = links.Subscription("kustwebb", "aino@example.fi", "domain.renewed", lang)
+    token = links.make_token(settings.secret(), sub)
+    for r in (
+        client.get(f"/u/{token}", headers={"Accept-Language": "fi"}),
+        client.post(
+            f"/u/{token}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Accept-Language": "fi", "Content-Type": "application/x-www-form-urlencoded"},
+        ),
+    ):
+        assert r.status_code == 200
+        assert f'<html lang="{lang}">' in r.text and words in r.text
+        assert "Peru tilaus" not in r.text
+        assert r.headers["Content-Language"] == lang
+
+
+def test_unsubscribe_page_of_a_link_without_language_follows_the_browser(
+    client: TestClient, settings: Settings
+) -> None:
+    # links sent before tokens carried the language; and a language the brand lacks
+    for sub in (
+        links.Subscription("kustwebb", "aino@example.fi", "domain.renewed"),
+        links.Subscription("kustwebb", "aino@example.fi", "domain.renewed", "de"),
+    ):
+        token = links.make_token(settings.secret(), sub)
+        r = client.get(f"/u/{token}", headers={"Accept-Language": "fi"})
+        assert '<html lang="fi">' in r.text and "Peru tilaus" in r.text
+
+
 # --- preview pages (server side; the browser test drives a real Chromium) ---------------------
 
 
@@ -889,6 +925,32 @@ def test_preview_page_text_follows_accept_language(client: TestClient, tokens: T
         for word in words:
             assert word in r.text, (lang, word)
         assert r.headers["Content-Language"] == ("en" if lang.startswith("de") else lang[:2])
+
+
+@pytest.mark.parametrize(
+    ("lang", "nav", "heading"),
+    [
+        ("fi", "Uusimismuistutus", "Voimassaolo päättynyt"),
+        ("sv", "Påminnelse om förnyelse", "Domännamnet har löpt ut"),
+        ("en", "Renewal reminder", "Domain expired"),
+    ],
+)
+def test_preview_names_events_by_their_title_in_the_page_language(
+    client: TestClient, tokens: Tokens, lang: str, nav: str, heading: str
+) -> None:
+    _sign_in(client, tokens.acme, lang)
+    r = client.get("/preview/brands/acme?event=domain.expired", headers={"Accept-Language": lang})
+    html = r.text
+    listing = html[html.index('class="event-list"') :]
+    listing = listing[: listing.index("</nav>")]
+    links = re.findall(r'<a href="/preview/brands/acme\?event=[^"]*"[^>]*>([^<]*)</a>', listing)
+    assert len(links) == len(catalog.CATALOG)
+    assert nav in links and not set(links) & set(catalog.CATALOG)  # no raw event ids
+    assert f'<h1 id="event-name">{heading}</h1>' in html
+    assert f"<title>Acme Digital · {heading} – " in html
+    assert "<code>domain.expired</code>" in html  # the id stays, for developers
+    summary = catalog.CATALOG["domain.expired"].summary
+    assert (summary in html) == (lang == "en")  # the catalog's English summary
 
 
 def test_preview_groups_events_by_audience(client: TestClient, tokens: Tokens) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -276,8 +277,14 @@ def test_reseller_previews_its_mail_in_a_real_browser(
     cookie = browser.get_cookie("notifier_preview")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
 
-    browser.find_element(By.CSS_SELECTOR, 'a[href*="event=domain.renewal_reminder"]').click()
+    # events are named by their Swedish titles, not by their ids
+    link = browser.find_element(By.CSS_SELECTOR, 'a[href*="event=domain.renewal_reminder"]')
+    assert link.text == "Påminnelse om förnyelse"
+    nav = browser.find_element(By.CSS_SELECTOR, "nav.event-list").text
+    assert "Betalningspåminnelse" in nav and not [n for n in CATALOG if n in nav]
+    link.click()
     _wait(browser, lambda d: "event=domain.renewal_reminder" in d.current_url)
+    assert browser.find_element(By.ID, "event-name").text == "Påminnelse om förnyelse"
     lang, text = _in_mail(browser)
     assert lang == "fi"  # Acme writes Finnish by default
     assert "Acme Digital" in text
@@ -314,6 +321,21 @@ def test_reseller_previews_its_mail_in_a_real_browser(
     _, text = _in_mail(browser)
     assert "Acme Digital" in text
     browser.save_screenshot(str(tmp_path / "captured-mail.png"))
+
+
+def test_unsubscribe_page_speaks_the_mail_language_in_a_real_browser(
+    server: Server, browser: Any
+) -> None:
+    # the browser asks for Swedish; the link came in Acme's Finnish mail
+    pipeline = Pipeline(server.settings)
+    mail = pipeline.compose(pipeline.sample("domain.renewed", "acme", "fi")).rendered
+    assert mail.language == "fi" and mail.unsubscribe_url
+    path = urlsplit(mail.unsubscribe_url).path
+    browser.get(f"{server.url}{path}")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fi"
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Peru tilaus" in body and "Avsluta" not in body
+    assert _axe(browser) == []
 
 
 def test_no_script_runs_in_the_previewed_mail(server: Server, browser: Any, tmp_path: Path) -> None:

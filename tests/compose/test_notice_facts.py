@@ -173,6 +173,33 @@ def test_renewal_reminder_on_the_last_day_says_today(pipeline: Pipeline, lang: s
     assert TODAY[lang] in r.text
 
 
+# --- .se/.nu: deactivated about ten days after expiry, renewable 60 days more -----------
+# (Internetstiftelsen), so no language may take the gTLD deletion day count for .se
+
+SE_STAGES = {
+    "fi": ("poistetaan käytöstä", "kahden kuukauden"),
+    "sv": ("deaktiveras", "60 dagar"),
+    "en": ("deactivated", "60 days"),
+}
+GTLD_DELETION = {"fi": "30 päivää", "sv": "30 dagar", "en": "30 days"}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize(
+    "name", ["domain.registered", "domain.renewal_reminder", "domain.auto_renew_failed"]
+)
+def test_se_expiry_stages_are_internetstiftelsens(pipeline: Pipeline, lang: str, name: str) -> None:
+    change: dict[str, Any] = {"domain": "lindqvistbygg.se"}
+    if name == "domain.registered":
+        change["deletion_days_after_expiry"] = 30
+    if name == "domain.renewal_reminder":
+        change["days_left"] = 12  # the sample's 30 days left is not a deletion count
+    text = flat(render(pipeline, name, lang, brand="kustwebb", **change))
+    for words in SE_STAGES[lang]:
+        assert words in text, (name, words)
+    assert GTLD_DELETION[lang] not in text
+
+
 # --- samples agree with each other and with their recipient ---------------------------
 
 

@@ -166,6 +166,7 @@ async def _preview_page(
         groups=_groups(t),
         spec=catalog.CATALOG[event_name],
         event=event_name,
+        titles={name: catalog.title(name, ui) for name in catalog.CATALOG},
         lang=lang,
         langs=_languages(brand),
         custom=custom,
