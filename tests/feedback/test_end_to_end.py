@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from notifier import events as catalog
 from notifier.config import Secret, Settings
 from notifier.delivery.relay import RelayTransport
 from notifier.feedback.dispatcher import dispatcher_from_settings
@@ -121,6 +122,10 @@ def test_dsn_bounces_suppresses_and_reaches_the_registry_backend(
         assert signed_in.status_code == 303, signed_in.text
         page = client.get(f"/preview/brands/acme/sent/{mid}").text
         assert 'class="fb-bounce"' in page and "5.1.1" in page
-        assert Status.BOUNCED.value in client.get("/preview/brands/acme/sent").text
+        listing = client.get("/preview/brands/acme/sent").text
+        assert Status.BOUNCED.value in listing
+        # events by their title in the page's language, not by their id
+        assert catalog.title("domain.renewal_reminder", "en") in listing
+        assert "<td>domain.renewal_reminder</td>" not in listing
     finally:
         hooks.close()

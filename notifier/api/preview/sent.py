@@ -194,6 +194,7 @@ async def sent_list(
         older=search.query(before=older) if older else None,
         newest=search.query() if before else None,
         events=list(catalog.CATALOG),
+        titles={name: catalog.title(name, ui_language(request)) for name in catalog.CATALOG},
         states=STATES,
     )
 
@@ -227,6 +228,7 @@ async def sent_view(request: Request, brand_id: str, message_id: MessageId) -> R
     return page(
         request,
         "sent_view.html",
+        titles={name: catalog.title(name, ui_language(request)) for name in catalog.CATALOG},
         session=found,
         capture=_state(request).capture,
         brand=brand,
