@@ -205,9 +205,7 @@ def test_an_in_process_error_reads_as_a_workers(tmp_path: Path) -> None:
     event = sample_event("domain.renewed", "acme", "en")
     messages = []
     for inline in (True, False):
-        renderer = Renderer(PROJECT_ROOT / "templates", brands)
-        if not inline:
-            renderer._handed_over[("acme", "en", "domain.renewed")] = "test"
+        renderer = Renderer(PROJECT_ROOT / "templates", brands, prove=inline)
         with pytest.raises(RenderError) as err:
             renderer.render(event)
         messages.append(str(err.value))
