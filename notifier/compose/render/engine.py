@@ -45,7 +45,7 @@ from .helpers import (
     tidy,
 )
 from .sandbox import BUDGET, BoundedSandbox, Budget, Environment, Handover, install_guards
-from .static import INLINE_CPU_SECONDS, VettedSandbox
+from .static import INLINE_CPU_SECONDS, OVERRUNS, VettedSandbox
 
 log = logging.getLogger("notifier.render")
 
@@ -157,6 +157,7 @@ class Renderer:
         self._override_hits: dict[tuple[str, str, str], bool] = {}
         #: (brand, language, event) → why its renders go to a worker process
         self._handed_over: dict[tuple[str, str, str], str] = {}
+        self._overruns: dict[tuple[str, str, str], int] = {}  # of the CPU allowance
 
     def _overridden(self, brand: Brand, lang: str, event: str) -> bool:
         """Does any template in this message's chain come from the brand?"""
@@ -202,7 +203,8 @@ class Renderer:
     def _inline(self, job: Job) -> tuple[str, str, str] | None:
         """``job`` rendered in this process if its templates are provably bounded and it
         keeps to its CPU allowance (:mod:`.static`); ``None`` if it must go to a worker
-        (remembered: that template then always does). Errors read as a worker's would."""
+        (remembered: that template then always does; after a few overruns of the
+        allowance, too). Errors read as a worker's would."""
         key = (job.brand.id, job.lang, job.event.name)
         if not self.prove or key in self._handed_over:
             return None
@@ -214,8 +216,10 @@ class Renderer:
                 cpu_seconds=INLINE_CPU_SECONDS,
             )
         except Handover as exc:
-            self._handed_over[key] = str(exc)
-            log.info("%s %s %s renders in a worker process: %s", *key, exc)
+            overruns = self._overruns[key] = self._overruns.get(key, 0) + 1
+            if exc.lasting or overruns >= OVERRUNS:
+                self._handed_over[key] = str(exc)
+                log.info("%s %s %s renders in a worker process: %s", *key, exc)
             return None
         except NotifierError:
             raise

@@ -52,8 +52,13 @@ __all__ = [
 
 class Handover(Exception):
     """An in-process render stops and goes to a worker process (:mod:`.static`): its
-    template is not provably bounded, or it used up its CPU allowance. Not a
-    ``RenderError``: nothing is wrong with the template as far as anyone knows yet."""
+    template is not provably bounded (``lasting``: it always will be), or it used up its
+    CPU allowance. Not a ``RenderError``: nothing is wrong with the template as far as
+    anyone knows yet."""
+
+    def __init__(self, reason: str, *, lasting: bool = False) -> None:
+        super().__init__(reason)
+        self.lasting = lasting
 
 
 class Budget:

@@ -24,7 +24,8 @@ So every step is one of a fixed set of operations on values the sandbox already 
 (:mod:`.bounds`: 16 K characters a value), and there are at most :data:`MAX_NODES`
 of them. In-process renders also carry a CPU allowance (:data:`INLINE_CPU_SECONDS`,
 time spent compiling excluded): one that uses it up is handed to a worker
-(:class:`~.sandbox.Handover`), which then renders that template from then on. Stock
+(:class:`~.sandbox.Handover`); after :data:`OVERRUNS` such renders (not one: a cold
+start or a busy machine can cost one), workers render that template from then on. Stock
 templates (``templates/``) are the platform's own and are not vetted.
 """
 
@@ -46,6 +47,8 @@ MAX_NODES = 2_000
 #: CPU one in-process render of a brand template may use (its templates' compilation
 #: excluded) before it is handed to a worker; an ordinary one uses about 0.5 ms
 INLINE_CPU_SECONDS = 0.05
+#: renders over the allowance after which a template always renders in a worker
+OVERRUNS = 3
 
 #: functions a template may call
 CALLABLE_NAMES = frozenset({*MODE_HELPERS["html"], *MODE_HELPERS["text"], "plural", "super"})
@@ -263,7 +266,7 @@ class VettedSandbox(BoundedSandbox):
         if filename is None or not os.path.normpath(filename).startswith(self._trusted):
             why = unbounded(tree)
             if why is not None:
-                raise Handover(f"{name}: {why}")
+                raise Handover(f"{name}: {why}", lasting=True)
 
     def compile(self, *args: Any, **kwargs: Any) -> Any:
         budget = BUDGET.get(None)
