@@ -249,17 +249,21 @@ def refuse_disguised(hosts: Iterable[str], values: Iterable[tuple[str, Any]]) ->
     scheme): no producer needs one, and a reader could be misled. ``values`` are
     (field path, value) pairs; plain platform links pass and are rewritten at render."""
     values = list(values)
-    if not any(_MAYBE_LINK.search(text) for _, value in values for text in _texts(value)):
-        return  # the common case: no string that could hold a link, no paths to build
+    suspects = _suspects([value for _, value in values])
+    if not suspects:
+        return  # the common case: no string that could hold a link
     matcher = _matcher(tuple(sorted(h.lower() for h in hosts)))
-    errors = [
-        FieldError(loc, "links to a platform host in a disguised form; send it plainly")
-        for path, value in values
-        for loc, text in _strings(path, value)
-        if _disguised(text, matcher)
-    ]
-    if errors:
-        raise ValidationError(errors)
+    bad = {text for text in suspects if _disguised(text, matcher)}  # each string once
+    if not bad:
+        return  # no field paths to build
+    raise ValidationError(
+        [
+            FieldError(loc, "links to a platform host in a disguised form; send it plainly")
+            for path, value in values
+            for loc, text in _strings(path, value)
+            if text in bad
+        ]
+    )
 
 
 #: anything a link could start with (see :func:`_positions`): most data strings (names,
@@ -267,7 +271,24 @@ def refuse_disguised(hosts: Iterable[str], values: Iterable[tuple[str, Any]]) ->
 _MAYBE_LINK = re.compile(r"//|\\|[hH][tT][tT][pP][sS]?:|[wW][wW][wW]\.")
 
 
+#: a link as producers send one: ``http(s)://`` and a host of letters, digits, hyphens
+#: and dots, up to its path, query or fragment (or the end)
+_PLAIN_URL = re.compile(r"https?://([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(?=[/?#]|\Z)")
+
+
 def _disguised(text: str, matcher: HostMatcher) -> bool:
+    """Does ``text`` hold a link that a browser opens on a platform host but that is not
+    written plainly? A string that is one plain link (``https://name.tld/…``) with
+    nothing after its host that could start another is decided without the scan: its
+    host is its WHATWG host (:meth:`HostMatcher.plain`), platform or not, so nothing
+    in it is disguised."""
+    m = _PLAIN_URL.match(text)
+    if m is not None and matcher.plain(m[1]) and _MAYBE_LINK.search(text, m.end()) is None:
+        return False
+    return _scan_disguised(text, matcher)
+
+
+def _scan_disguised(text: str, matcher: HostMatcher) -> bool:
     if _MAYBE_LINK.search(text) is None:
         return False
     for f in find(text, matcher):
@@ -279,19 +300,31 @@ def _disguised(text: str, matcher: HostMatcher) -> bool:
     return False
 
 
-def _texts(value: Any) -> Iterator[str]:
-    """Every string in an event's data (:func:`_strings` without the paths)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _texts(getattr(value, name))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _texts(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _texts(item)
+#: a model class's field names (``model_fields`` is a property that costs µs a read)
+_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _suspects(values: list[Any]) -> set[str]:
+    """Every distinct string in an event's data that anything a link could start with
+    (the strings :func:`_strings` walks, without the paths)."""
+    found: set[str] = set()
+    stack = values[::-1]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _MAYBE_LINK.search(value):
+                found.add(value)
+        elif isinstance(value, BaseModel):
+            cls = type(value)
+            names = _FIELDS.get(cls)
+            if names is None:
+                names = _FIELDS[cls] = tuple(cls.model_fields)
+            stack.extend(getattr(value, name) for name in names)
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return found
 
 
 def _strings(path: str, value: Any) -> Iterator[tuple[str, str]]:

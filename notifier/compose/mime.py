@@ -161,6 +161,8 @@ def address(name: str | None, email: str, used: int = len("Reply-To: ")) -> str:
     if not name.isascii() or "=?" in name:
         units = _encoded_units(name, "")
     elif _ATOM.match(name):
+        if used + len(name) + len(spec) + 3 <= WIDTH:  # the usual: one line, as written
+            return f"{name} <{spec}>"
         units = _text_units(name, used)  # atoms fold between words
     else:
         quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -56,6 +56,12 @@ class HostMatcher:
         m = _PLAIN.match(authority.lower()) if authority.isascii() else None
         return m is not None and m.group(1) in self.hosts
 
+    @staticmethod
+    def plain(authority: str) -> bool:
+        """``authority`` is a plain name (see ``_PLAIN``): WHATWG host parsing leaves it
+        as it is, lower-cased; so it is a platform host exactly when it is in the set."""
+        return _PLAIN.match(authority.lower()) is not None
+
     def matches(self, authority: str) -> bool:
         """A browser given ``https://{authority}/`` would open one of the hosts."""
         low = authority.lower()

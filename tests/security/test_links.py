@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 import pytest
 from ada_url import parse_url
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from notifier import events as catalog
@@ -344,3 +344,88 @@ def test_templates_check_passes_a_rewritten_disguise_and_agrees_with_rendering(
         if r.brand == "acme" and r.event == "domain.renewed" and r.language == "en"
     ]
     assert results and all(not r.leak for r in results), results
+
+
+# --- the plain-link shortcut of the data check ---------------------------------------------
+
+_TEXT_HOSTS = [
+    *HOSTS,
+    "MANAGE.NordName.com",
+    "acme.fi",
+    "x.nordname.com",
+    "nordname.com.",
+    "1.2.3.4",
+    "0x7f.1",
+    "nordname.123",
+    "xn--a.com",
+    "-x.com",
+    "a..nordname.com",
+    "manage.nordname.com:443",
+    "manage%2Enordname.com",
+    "10.0.0.1",
+    "0xa.0.0.1",
+    "010.0.0.1",
+]
+
+
+@st.composite
+def link_texts(draw: st.DrawFn, spaces: bool = True) -> str:
+    """Strings that start like a link (or nearly), with anything after the host that
+    could make it another link, or a second link of any form: what the shortcut must
+    not misjudge."""
+    prefix = draw(st.sampled_from(["", "", "", "see ", "x", "\\"]))
+    scheme = draw(st.sampled_from(["https://", "http://", "HTTPS://", "https:", "//", "ftp://"]))
+    host = draw(st.sampled_from(_TEXT_HOSTS))
+    path = draw(
+        st.sampled_from(["", "", "/", "/renew/1", "?a=1", "#f", "\\x", ":8080/x", "@", ":a@"])
+    )
+    alphabet = "/?#.:@\\%wWhtpsS-ab1" + (" \t\n" if spaces else "")
+    rest = draw(st.just("") | st.text(alphabet=alphabet, max_size=8))
+    glue = draw(st.sampled_from(["", " ", "/", "//", "\\", "?u=", " or "]))
+    second = draw(
+        st.just("")
+        | st.sampled_from(
+            ["", "", "https://manage.nordname.com/x", "manage.nordname.com/x", "10.0.0.1/x"]
+        )
+        | st.sampled_from(["www.nordname.com", "0xa.0.0.1", *DISGUISES])
+        | platform_urls()
+    )
+    return prefix + scheme + host + path + rest + glue + second
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=link_texts() | platform_urls())
+@example(text="https://acme.fi:a@manage.nordname.com/x")  # userinfo after a plain name
+@example(text="https://acme.fi\\@manage.nordname.com/x")
+@example(text="https://acme.fi/x//manage.nordname.com/x")
+@example(text="https://acme.fi/x www.nordname.com")
+@example(text="https://acme.fi/?u=https:manage.nordname.com")
+@example(text="https://10.0.0.1/x")  # plain to the eye, not to a browser
+@example(text="https://manage.nordname.com/x")
+def test_property_the_plain_link_shortcut_agrees_with_the_full_scan(text: str) -> None:
+    from notifier.compose import links
+
+    for hosts in (HOSTS, (*HOSTS, "10.0.0.1")):  # a platform host can be an address
+        matcher = links._matcher(tuple(sorted(hosts)))
+        assert links._disguised(text, matcher) == links._scan_disguised(text, matcher), text
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=link_texts(spaces=False) | platform_urls())
+def test_property_data_that_passes_links_to_a_platform_host_only_plainly(text: str) -> None:
+    """Judged by ada: a data string accepted as one URL that a browser opens on a
+    platform host is written plainly — ``http(s)://``, the host as it is (any case), at
+    most a port — so the rewrite at render time sees it for what it is."""
+    from notifier.compose.links import refuse_disguised
+
+    try:
+        refuse_disguised(HOSTS, [("data.renew_url", text)])
+    except ValidationError as exc:
+        assert [e.loc for e in exc.errors] == ["data.renew_url"]
+        return
+    if _platform_to_a_browser(text):
+        # (a full stop or comma after a link ends a sentence, as a linkifier reads it)
+        plain = re.match(
+            r"(?i)https?://([a-z0-9.-]+?)(?::[0-9]*)?(?=[/?#\\]|[.,;:!?)\]}*]*$)", text
+        )
+        assert plain is not None and plain[1].lower() in HOSTS, text

@@ -239,8 +239,10 @@ def test_a_runaway_override_stalls_neither_the_api_nor_other_brands(
 ) -> None:
     """One brand's override spins in C (a guard missed it, simulated); meanwhile
     /healthz and another brand's event are answered, and the runaway is then stopped
-    at its deadline with a 422 naming its file."""
-    settings = _settings(tmp_path, "Renewed.")
+    at its deadline with a 422 naming its file. (The loop makes it a template that
+    renders in a worker: one its source proves bounded renders in-process, see
+    test_inline.py.)"""
+    settings = _settings(tmp_path, "{% for word in ['Renewed.'] %}{{ word }}{% endfor %}")
     spinning = tmp_path / "brands" / "acme" / "spinning"
     test_pool = isolated.Pool(size=2, kill_after=2.0)
     monkeypatch.setattr(isolated, "_POOL", (os.getpid(), test_pool))

@@ -17,6 +17,7 @@ from itertools import islice
 from typing import Any
 
 from jinja2.runtime import Undefined
+from markupsafe import Markup
 
 from ...errors import RenderError
 
@@ -35,9 +36,18 @@ def over(limit: str, detail: str) -> RenderError:
     return RenderError(f"over the {limit} limit ({detail})")
 
 
+#: types that weigh one character (exact types: a subclass may be a container)
+_ONE = frozenset({bool, float, type(None)})
+
+
 def weight(value: Any, cap: int = MAX_WEIGHT) -> int:
     """Characters ``value`` prints as, about (strings by length, containers through
     their items, one per item and other object); stops once over ``cap``."""
+    kind = type(value)
+    if kind is str or kind is Markup:  # most values: no stack needed
+        return len(value)
+    if kind in _ONE:
+        return 1
     total = 0
     stack = [value]
     while stack and total <= cap:

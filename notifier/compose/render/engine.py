@@ -8,16 +8,17 @@ mail-safe HTML or as plain text; so the HTML and text parts always say the same 
 
 A message whose template chain includes a brand override (``brands/<id>/templates/
 <lang>/<event>.jinja``, or the brand's layout) renders in the bounded sandbox
-(:mod:`.sandbox`); the brand's other events use the stock templates in the ordinary
-environment, so reseller code is always sandboxed and stock code does not pay for the
-sandbox. Undefined variables are errors everywhere (``StrictUndefined``). Templates are
-compiled once per environment and cached.
+(:mod:`.sandbox`): in this process if its source proves the work small (:mod:`.static`),
+else in a worker process (:mod:`.isolated`); the brand's other events use the stock
+templates in the ordinary environment, so reseller code is always sandboxed and stock
+code does not pay for the sandbox. Undefined variables are errors everywhere
+(``StrictUndefined``). Templates are compiled once per environment and cached.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,11 +29,11 @@ import jinja2
 
 from ... import events as catalog
 from ...brands import Brand, BrandRegistry
-from ...errors import RenderError, TemplateNotFound
+from ...errors import NotifierError, RenderError, TemplateNotFound
 from ...events import EventData, EventSpec
 from ...i18n import formatter
 from . import isolated
-from .bounds import MAX_OUTPUT_CHARS, MAX_RENDER_SECONDS, over
+from .bounds import MAX_OUTPUT_CHARS, over
 from .helpers import (
     FILTERS,
     MODE_HELPERS,
@@ -43,7 +44,10 @@ from .helpers import (
     text_paragraphs,
     tidy,
 )
-from .sandbox import BUDGET, BoundedSandbox, Budget, Environment, install_guards
+from .sandbox import BUDGET, BoundedSandbox, Budget, Environment, Handover, install_guards
+from .static import INLINE_CPU_SECONDS, OVERRUNS, VettedSandbox
+
+log = logging.getLogger("notifier.render")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +88,15 @@ class Rendered:
 # --- helpers the templates call ----------------------------------------------------
 
 
-def make_env(search_path: list[Path], mode: str, sandboxed: bool) -> jinja2.Environment:
+def make_env(
+    search_path: list[Path], mode: str, sandboxed: bool, *, trusted: Path | None = None
+) -> jinja2.Environment:
+    """``trusted``: a sandbox that compiles only the templates under ``trusted`` and
+    those its source proves bounded (:class:`~.static.VettedSandbox`)."""
     cls: type[jinja2.Environment] = BoundedSandbox if sandboxed else Environment
+    extra: dict[str, Any] = {}
+    if sandboxed and trusted is not None:
+        cls, extra = VettedSandbox, {"trusted": trusted}
     env = cls(
         loader=jinja2.FileSystemLoader([str(p) for p in search_path], encoding="utf-8"),
         autoescape=(mode == "html"),
@@ -95,6 +106,7 @@ def make_env(search_path: list[Path], mode: str, sandboxed: bool) -> jinja2.Envi
         keep_trailing_newline=False,
         auto_reload=False,
         cache_size=-1,
+        **extra,
     )
     env.filters.update(FILTERS)
     env.filters["paragraphs"] = html_paragraphs if mode == "html" else text_paragraphs
@@ -125,15 +137,27 @@ class Renderer:
     """Renders events in a brand and language; owns the compiled-template caches.
 
     Messages with a brand override render in a worker process (``isolate``, the
-    default) through :func:`render_job`; the rest in this process."""
+    default) through :func:`render_job`, unless their templates are provably bounded
+    (:mod:`.static`); the rest in this process."""
 
-    def __init__(self, templates_dir: Path, brands: BrandRegistry, *, isolate: bool = True) -> None:
+    def __init__(
+        self,
+        templates_dir: Path,
+        brands: BrandRegistry,
+        *,
+        isolate: bool = True,
+        prove: bool = True,
+    ) -> None:
         self.templates_dir = templates_dir
         self.brands = brands
         self.isolate = isolate
+        self.prove = prove  # False: every override to a worker (bench/isolation.py)
         self.id = secrets.token_hex(8)
-        self._envs: dict[tuple[str | None, str], jinja2.Environment] = {}
+        self._envs: dict[tuple[str | None, str, bool], jinja2.Environment] = {}
         self._override_hits: dict[tuple[str, str, str], bool] = {}
+        #: (brand, language, event) → why its renders go to a worker process
+        self._handed_over: dict[tuple[str, str, str], str] = {}
+        self._overruns: dict[tuple[str, str, str], int] = {}  # of the CPU allowance
 
     def _overridden(self, brand: Brand, lang: str, event: str) -> bool:
         """Does any template in this message's chain come from the brand?"""
@@ -165,13 +189,42 @@ class Renderer:
             return (override, self.templates_dir)
         return (self.templates_dir,)
 
-    def _env(self, brand: Brand, mode: str, sandboxed: bool) -> jinja2.Environment:
-        key = (brand.id if sandboxed else None, mode)
+    def _env(
+        self, brand: Brand, mode: str, sandboxed: bool, vetted: bool = False
+    ) -> jinja2.Environment:
+        key = (brand.id if sandboxed else None, mode, vetted)
         env = self._envs.get(key)
         if env is None:
             path = list(self._search_path(brand, sandboxed))
-            env = self._envs[key] = make_env(path, mode, sandboxed=sandboxed)
+            trusted = self.templates_dir if vetted else None
+            env = self._envs[key] = make_env(path, mode, sandboxed=sandboxed, trusted=trusted)
         return env
+
+    def _inline(self, job: Job) -> tuple[str, str, str] | None:
+        """``job`` rendered in this process if its templates are provably bounded and it
+        keeps to its CPU allowance (:mod:`.static`); ``None`` if it must go to a worker
+        (remembered: that template then always does; after a few overruns of the
+        allowance, too). Errors read as a worker's would."""
+        key = (job.brand.id, job.lang, job.event.name)
+        if not self.prove or key in self._handed_over:
+            return None
+        try:
+            return render_parts(
+                job,
+                lambda mode: self._env(job.brand, mode, True, vetted=True),
+                True,
+                cpu_seconds=INLINE_CPU_SECONDS,
+            )
+        except Handover as exc:
+            overruns = self._overruns[key] = self._overruns.get(key, 0) + 1
+            if exc.lasting or overruns >= OVERRUNS:
+                self._handed_over[key] = str(exc)
+                log.info("%s %s %s renders in a worker process: %s", *key, exc)
+            return None
+        except NotifierError:
+            raise
+        except Exception as exc:  # as a worker answers it (isolated._reply)
+            raise RenderError(f"{type(exc).__name__}: {exc}") from exc
 
     def sending_brand(self, spec: EventSpec, data: EventData, account: Brand) -> Brand:
         if spec.audience_of(data) == "reseller":
@@ -188,7 +241,10 @@ class Renderer:
         sandboxed = self._overridden(brand, lang, event.name)
         path = self._search_path(brand, sandboxed)
         job = Job(self.id, path, event, brand, account, lang, unsubscribe_url)
-        if sandboxed and self.isolate:
+        inline = self._inline(job) if sandboxed and self.isolate else None
+        if inline is not None:
+            subject, text, html = inline
+        elif sandboxed and self.isolate:
             where = _display(path, self._override_file(path[0], lang, event.name))
             parts = isolated.pool().run(render_job, job, where=where)
             subject, text, html = parts["subject"], parts["text"], parts["html"]
@@ -211,9 +267,14 @@ class Renderer:
 
 
 def render_parts(
-    job: Job, env_for: Callable[[str], jinja2.Environment], sandboxed: bool
+    job: Job,
+    env_for: Callable[[str], jinja2.Environment],
+    sandboxed: bool,
+    *,
+    cpu_seconds: float | None = None,
 ) -> tuple[str, str, str]:
-    """Subject, text and HTML of one message; errors name the template file and line."""
+    """Subject, text and HTML of one message; errors name the template file and line.
+    ``cpu_seconds``: the sandbox's in-process allowance (:class:`~.sandbox.Budget`)."""
     event, brand, lang = job.event, job.brand, job.lang
     data = event.data
     ctx: dict[str, Any] = {name: getattr(data, name) for name in type(data).model_fields}
@@ -230,7 +291,7 @@ def render_parts(
         _memo=Memo(formatter(lang, brand.timezone, brand.locale_for(lang))),
     )
     name = f"{lang}/{event.name}.jinja"
-    token = BUDGET.set(Budget()) if sandboxed else None
+    token = BUDGET.set(Budget(cpu_seconds)) if sandboxed else None
     try:
         text_tmpl = env_for("text").get_template(name)
         out = _run(text_tmpl, {**ctx, "base": "_shared/layout.text.jinja"}, sandboxed)
@@ -304,8 +365,8 @@ def _run(tmpl: jinja2.Template, ctx: Mapping[str, Any], bounded: bool) -> str:
         size += len(piece)
         if size > MAX_OUTPUT_CHARS:
             raise over("output", f"{MAX_OUTPUT_CHARS:,} characters")
-        if i % 32 == 0 and time.monotonic() > budget.deadline:
-            raise over("time", f"{MAX_RENDER_SECONDS} s")
+        if i % 32 == 0:
+            budget.check_time()
         parts.append(piece)
     return "".join(parts)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes as jinja_nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.ext import Extension
 from jinja2.runtime import Undefined, markup_join
 from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
@@ -44,28 +45,62 @@ __all__ = [
     "BoundedSandbox",
     "Budget",
     "Environment",
+    "Handover",
     "install_guards",
 ]
+
+
+class Handover(Exception):
+    """An in-process render stops and goes to a worker process (:mod:`.static`): its
+    template is not provably bounded (``lasting``: it always will be), or it used up its
+    CPU allowance. Not a ``RenderError``: nothing is wrong with the template as far as
+    anyone knows yet."""
+
+    def __init__(self, reason: str, *, lasting: bool = False) -> None:
+        super().__init__(reason)
+        self.lasting = lasting
 
 
 class Budget:
     """Work a reseller template may do in one message: loop iterations and calls
     (``steps``), characters output anywhere (set blocks and macros included) and wall
-    time. Shared through a context variable by the guards."""
+    time. Shared through a context variable by the guards. ``cpu_seconds``: the
+    allowance of an in-process render (this thread's CPU), over which it is handed over
+    (:class:`Handover`) to a worker process."""
 
-    __slots__ = ("deadline", "produced", "steps")
+    __slots__ = ("cpu_deadline", "cpu_due", "deadline", "produced", "steps")
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_seconds: float | None = None) -> None:
         self.steps = MAX_STEPS
         self.produced = 0
-        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        now = time.monotonic()
+        self.deadline = now + MAX_RENDER_SECONDS
+        # reading this thread's CPU clock is a system call; wall time is not. A thread
+        # cannot use more CPU than the wall time that passed, so the CPU clock is read
+        # only once the allowance could have been used up (``cpu_due``, wall time)
+        self.cpu_deadline = time.thread_time() + cpu_seconds if cpu_seconds is not None else 0.0
+        self.cpu_due = now + cpu_seconds if cpu_seconds is not None else float("inf")
 
     def tick(self) -> None:
         self.steps -= 1
         if self.steps < 0:
             raise over("work", f"{MAX_STEPS:,} loop steps or calls")
-        if time.monotonic() > self.deadline:
+        self.check_time()
+
+    def check_time(self) -> None:
+        now = time.monotonic()
+        if now > self.deadline:
             raise over("time", f"{MAX_RENDER_SECONDS} s")
+        if now > self.cpu_due:
+            left = self.cpu_deadline - time.thread_time()
+            if left < 0:
+                raise Handover("over the in-process CPU allowance")
+            self.cpu_due = now + left
+
+    def excuse(self, cpu_seconds: float) -> None:
+        """Time spent compiling a template is not the render's."""
+        self.cpu_deadline += cpu_seconds
+        self.cpu_due += cpu_seconds
 
     def charge(self, chars: int) -> None:
         self.produced += chars
@@ -119,6 +154,34 @@ class Guards(Extension):
         self.concat = _guard_concat
         self.out = _guard_out
         self.charge = _guard_charge
+
+
+class _GuardCalls(CodeGenerator):
+    """Calls to the guards are plain Python calls. A sandbox compiles every call to
+    ``environment.call(context, f, …)``, which checks ``f`` first; the guards are
+    called some 130 times a message, are the platform's own, and cannot be named by a
+    template (an ``ExtensionAttribute`` has no syntax)."""
+
+    def visit_Call(
+        self, node: jinja_nodes.Call, frame: Frame, forward_caller: bool = False
+    ) -> None:
+        func = node.node
+        if not (
+            isinstance(func, jinja_nodes.ExtensionAttribute)
+            and func.identifier == Guards.identifier
+            and not node.kwargs
+            and node.dyn_args is None
+            and node.dyn_kwargs is None
+        ):
+            super().visit_Call(node, frame, forward_caller=forward_caller)
+            return
+        self.visit(func, frame)
+        self.write("(")
+        for i, arg in enumerate(node.args):
+            if i:
+                self.write(", ")
+            self.visit(arg, frame)
+        self.write(")")
 
 
 class _Guard(NodeTransformer):
@@ -234,6 +297,7 @@ def _sized_filter(name: str, func: Callable[..., Any], limit: int) -> Callable[.
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        BUDGET.get().check_time()  # filters are not calls: no step, but the clock
         bounds.check_int_args(args[1:])
         bounds.check_int_args(kwargs.values())
         for arg in args:
@@ -271,6 +335,9 @@ def _str_precheck(s: str, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
+#: attribute values that cannot be ``str.format`` (most are: the test is per attribute)
+_NOT_METHODS = frozenset({str, int, float, bool, type(None), list, dict, tuple, Markup})
+
 #: what Jinja's compiler passes along with a call made in a loop or block
 _JINJA_KWARGS = frozenset({"_loop_vars", "_block_vars", "caller"})
 
@@ -293,6 +360,7 @@ class BoundedSandbox(Environment, SandboxedEnvironment):
     their operands when the result would be too large."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _GuardCalls
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["extensions"] = [*kwargs.get("extensions", ()), Guards]
@@ -319,9 +387,13 @@ class BoundedSandbox(Environment, SandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> jinja_nodes.Template:
         tree = super()._parse(source, name, filename)
+        self.vet(tree, name, filename)
         result = _Guard(self).visit(tree)
         assert isinstance(result, jinja_nodes.Template)
         return result
+
+    def vet(self, tree: jinja_nodes.Template, name: str | None, filename: str | None) -> None:
+        """A template as parsed, before the guards are added: a subclass may refuse it."""
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
@@ -337,7 +409,7 @@ class BoundedSandbox(Environment, SandboxedEnvironment):
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """``str.format`` and ``format_map`` as Jinja wraps them, with the formatter
         swapped for one that bounds each field (:class:`_BoundedFormatting`)."""
-        if super().wrap_str_format(value) is None:
+        if value.__class__ in _NOT_METHODS or super().wrap_str_format(value) is None:
             return None
         f_self = value.__self__
         formatter: SandboxedFormatter = (
