@@ -161,6 +161,8 @@ class Worker:
         self._todo: asyncio.Queue[Claim | None] = asyncio.Queue()
         self._recorder: Recorder | None = None
         self._in_hand: set[int] = set()
+        self._unrecorded = 0  # outcomes handed to the recorder, not yet committed
+        self._room: asyncio.Event | None = None  # set when the recorder commits
         self._unstarted: list[int] = []
         self._active = 0
         self._last_housekeeping = -1e18
@@ -179,8 +181,9 @@ class Worker:
         if self._stopping is not None and not self._stopping.is_set():
             log.info("worker %s: stopping; finishing %d send(s) in flight", self.name, self._active)
             self._stopping.set()
-            assert self._wake is not None
+            assert self._wake is not None and self._room is not None
             self._wake.set()
+            self._room.set()
 
     @property
     def stopping(self) -> bool:
@@ -207,6 +210,8 @@ class Worker:
         """Work until :meth:`stop` (or, with ``until_idle``, until nothing is due)."""
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._unrecorded = 0
         self._todo = asyncio.Queue()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         if self._stop_requested:
@@ -234,6 +239,7 @@ class Worker:
             await self._claimer(until_idle)
         finally:
             self._stopping.set()
+            self._room.set()
             for _ in senders:
                 self._todo.put_nowait(None)
             await asyncio.gather(*senders, return_exceptions=True)
@@ -303,14 +309,29 @@ class Worker:
             finally:
                 self._active -= 1
             self._recorder.add(delivery)  # committed at once, on the recorder's thread
+            self._unrecorded += 1
             if self._todo.qsize() < self.config.batch_size:
                 self._wake.set()
             # let the other senders whose 250 has arrived hand theirs over too before
             # this one signs its next message (milliseconds of CPU each)
             await asyncio.sleep(0)
+            await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """Send nothing more while a full transaction of outcomes waits to be recorded
+        (a slow disk, a database outage): every 250 not yet recorded is sent again if
+        the worker dies, so their number stays bounded; the recorder never falls more
+        than ``flush_size`` behind."""
+        assert self._room is not None and self._stopping is not None
+        while self._unrecorded >= self.config.flush_size and not self._stopping.is_set():
+            self._room.clear()
+            await self._room.wait()
 
     def _recorded(self, batch: list[Delivery], lost: list[int]) -> None:
         """On the loop, once the recorder has committed ``batch``."""
+        self._unrecorded -= len(batch)
+        if self._room is not None:
+            self._room.set()
         for d in batch:
             self._in_hand.discard(d.id)
             self.stats.count(d.status)
@@ -348,7 +369,8 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             if self._in_hand and self._recorder is not None:
-                self._recorder.heartbeat()  # on the recorder's thread: never races a commit
+                # on the recorder's thread: never races a commit
+                self._recorder.heartbeat(self._in_hand)
 
     async def _maybe_housekeeping(self) -> None:
         if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError
@@ -61,7 +61,7 @@ class Recorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cond = threading.Condition()
         self._pending: list[Delivery] = []
-        self._beat = False
+        self._beat: list[int] | None = None  # the ids whose leases to extend
         self._closing = False
         self._wakeup = threading.Event()  # ends a backoff wait early (close)
         self._thread: threading.Thread | None = None
@@ -77,10 +77,10 @@ class Recorder:
             self._pending.append(delivery)
             self._cond.notify()
 
-    def heartbeat(self) -> None:
-        """Extend this worker's leases at the next opportunity."""
+    def heartbeat(self, ids: Iterable[int]) -> None:
+        """Extend the leases of ``ids`` (the messages in hand) at the next opportunity."""
         with self._cond:
-            self._beat = True
+            self._beat = list(ids)
             self._cond.notify()
 
     @property
@@ -94,7 +94,7 @@ class Recorder:
         have run when this returns."""
         with self._cond:
             self._closing = True
-            self._beat = False
+            self._beat = None
             self._cond.notify()
         self._wakeup.set()
         if self._thread is not None:
@@ -107,18 +107,18 @@ class Recorder:
         failed_after_close = 0
         while True:
             with self._cond:
-                while not (self._pending or self._beat or self._closing):
+                while not (self._pending or self._beat is not None or self._closing):
                     self._cond.wait()
-                if not (self._pending or self._beat):
+                if not (self._pending or self._beat is not None):
                     return  # closing, and everything is written
                 batch = self._pending[: self.flush_size]
                 del self._pending[: self.flush_size]
-                beat, self._beat = self._beat, False
+                beat, self._beat = self._beat, None
                 closing = self._closing
             try:
                 lost = self.outbox.complete(self.worker, batch) if batch else []
                 if beat:
-                    self.outbox.heartbeat(self.worker)
+                    self.outbox.heartbeat(self.worker, ids=beat)
             except Exception as exc:
                 if isinstance(exc, StorageError):
                     self.health.failed("recording outcomes", exc)
@@ -128,7 +128,8 @@ class Recorder:
                     )
                 with self._cond:
                     self._pending[:0] = batch
-                    self._beat = self._beat or (beat and not self._closing)
+                    if self._beat is None and not self._closing:
+                        self._beat = beat
                 if closing:
                     failed_after_close += 1
                     if failed_after_close >= FINAL_TRIES:
