@@ -10,9 +10,10 @@ One worker process runs one asyncio loop:
   stops, or hands on to the next;
 * the **recorder** (:mod:`.recorder`, a thread of its own) commits each outcome as
   soon as it is known: one transaction takes everything that finished meanwhile (a
-  group commit of up to ``flush_size``) while the next group gathers. A 250 waits
-  milliseconds for its record, not a timer's tick nor a busy event loop: that wait is
-  the window in which a ``kill -9`` makes the next worker send a message again;
+  group commit of up to ``flush_size``, not waiting for the disk) while the next group
+  gathers. A 250 waits milliseconds for its record, not a timer's tick nor a busy event
+  loop: that wait is the window in which a ``kill -9`` makes the next worker send a
+  message again. While ``flush_size`` outcomes are unrecorded the senders wait;
 * the **heartbeat** extends this worker's leases every ``lease / 3`` (through the
   recorder), so a lease only expires when the worker is gone (``kill -9``, a lost
   machine); then any worker reclaims the message and sends it again with the same
@@ -75,7 +76,8 @@ class WorkerConfig:
     poll_interval: float = 1.0
     #: extend leases this often; default a third of the lease
     heartbeat_interval: float | None = None
-    #: at most this many outcomes per transaction (they are written as soon as done)
+    #: at most this many outcomes per transaction (they are written as soon as done),
+    #: and at most this many unrecorded before the senders wait for the recorder
     flush_size: int = 100
     #: unused since outcomes are written at once; kept so that callers setting it work
     flush_interval: float = 0.1
