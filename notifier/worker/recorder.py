@@ -13,11 +13,13 @@ fsync, not the work, was most of the window (a small PostgreSQL commit: p50 4 ms
 it, 0.2 ms without; tens of ms on a busy disk), and an outcome lost in a crash of the
 database machine only means a message sent again, flagged ``possible_duplicate``,
 exactly as after a killed worker. Under load a commit
-takes many outcomes, so throughput does not suffer; the senders wait only when a whole
-``flush_size`` of outcomes is unrecorded (a stalled or unreachable database), so a
-worker never holds more 250s than that which a crash would repeat. The heartbeat goes
-through the same thread, so it never races a commit over the same rows, and extends
-only the leases of messages still in hand.
+takes many outcomes, so throughput does not suffer; the senders wait only when
+``concurrency`` outcomes are unrecorded (a stalled or unreachable database), so a
+worker never holds more than about that many 250s that a crash would repeat. Before
+the first claim the recorder opens and warms its connection (``Outbox.warm_up``): a
+fresh PostgreSQL backend's first commit took longer than a hundred sends under load.
+The heartbeat goes through the same thread, so it never races a commit over the same
+rows, and extends only the leases of messages still in hand.
 
 During an outage the thread retries with a :class:`~.health.Backoff` and keeps the
 outcomes (a commit whose answer was lost is simply repeated: ``complete`` stores an
@@ -72,12 +74,19 @@ class Recorder:
         self._beat: list[int] | None = None  # the ids whose leases to extend
         self._closing = False
         self._wakeup = threading.Event()  # ends a backoff wait early (close)
+        self._warm = threading.Event()  # set once the first connection is ready (or failed)
         self._thread: threading.Thread | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._thread = threading.Thread(target=self._run, name="outbox-recorder", daemon=True)
         self._thread.start()
+
+    async def ready(self) -> None:
+        """Wait until the recorder's connection is open and warm (or failed to open: the
+        outage is then reported by the commits), so that the first outcome is
+        recorded as quickly as the next."""
+        await asyncio.to_thread(self._warm.wait)
 
     def add(self, delivery: Delivery) -> None:
         """Record ``delivery`` as soon as possible (never waits for the database)."""
@@ -112,6 +121,12 @@ class Recorder:
     # --- on the recorder thread ---------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self.outbox.warm_up()
+        except Exception as exc:  # the first commit tries again and reports an outage
+            log.debug("worker %s: warming up the recorder failed: %s", self.worker, exc)
+        finally:
+            self._warm.set()
         failed_after_close = 0
         while True:
             with self._cond:

@@ -3,8 +3,9 @@
 Every 250 not yet recorded when a worker dies is sent again, so outcomes are committed
 without waiting for the disk (the record survives the worker, not the database
 machine), a commit whose answer was lost can be repeated, a heartbeat extends only the
-leases of messages still in hand, and a worker stops sending while a full transaction
-of outcomes waits to be recorded. On SQLite and PostgreSQL (the ``box`` fixture).
+leases of messages still in hand, a worker warms its recording connection before its
+first claim, and stops sending while a round of outcomes waits to be recorded. On
+SQLite and PostgreSQL (the ``box`` fixture).
 """
 
 from __future__ import annotations
@@ -161,12 +162,12 @@ class RecordingDown:
         return self.inner.complete(worker, deliveries)
 
 
-def test_a_worker_sends_nothing_more_while_a_full_transaction_of_outcomes_waits(
+def test_a_worker_sends_nothing_more_while_a_round_of_outcomes_waits(
     box: Outbox, key_dir: Path, smtp_server: SMTPTestServer
 ) -> None:
     # Before: while outcomes could not be recorded the senders went on through
     # everything claimed, and a worker killed then sent all of it again.
-    n, flush = 12, 3
+    n, concurrency = 12, 1
     box.accept_batch([reminder(i) for i in range(n)])
     flaky = RecordingDown(box.outbox)
 
@@ -177,7 +178,7 @@ def test_a_worker_sends_nothing_more_while_a_full_transaction_of_outcomes_waits(
             transport,
             Signer(KeyStore(key_dir)),
             config=WorkerConfig(
-                batch_size=n, concurrency=1, flush_size=flush, poll_interval=0.01, backoff_max=0.02
+                batch_size=n, concurrency=concurrency, poll_interval=0.01, backoff_max=0.02
             ),
             brands=BRANDS,
         )
@@ -185,7 +186,7 @@ def test_a_worker_sends_nothing_more_while_a_full_transaction_of_outcomes_waits(
         try:
             while flaky.refused < 10:  # the recorder has tried (and failed) many times
                 await asyncio.sleep(0.01)
-            assert len(smtp_server.messages) == flush  # and the senders waited for it
+            assert len(smtp_server.messages) == concurrency  # and the senders waited for it
             flaky.recover()
             while await asyncio.to_thread(count, box, Status.SENT) < n:
                 await asyncio.sleep(0.02)
@@ -197,3 +198,40 @@ def test_a_worker_sends_nothing_more_while_a_full_transaction_of_outcomes_waits(
     asyncio.run(go())
     received = Counter(message_id_of(m.data) for m in smtp_server.messages)
     assert len(received) == n and set(received.values()) == {1}
+
+
+class CallLog:
+    """The real outbox, noting which thread made which worker call, in order."""
+
+    CALLS = ("warm_up", "claim", "complete")
+
+    def __init__(self, inner: Outbox) -> None:
+        self.inner = inner
+        self.outbox = self  # what run_worker works on
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.inner, name)
+        if name not in self.CALLS:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, threading.current_thread().name))
+            return value(*args, **kwargs)
+
+        return call
+
+
+def test_the_recorder_warms_its_connection_before_the_first_claim(
+    box: Outbox, key_dir: Path, smtp_server: SMTPTestServer
+) -> None:
+    # Before: the recorder opened its connection with the first outcome; on a busy
+    # machine a fresh PostgreSQL backend took longer than a hundred sends to commit it.
+    box.accept_batch([reminder(i) for i in range(3)])
+    logged = CallLog(box.outbox)
+    assert run_worker(cast(Any, logged), key_dir, smtp_server.url).sent == 3
+    names = [name for name, _ in logged.calls]
+    assert names[0] == "warm_up" and names.count("warm_up") == 1
+    assert "claim" in names
+    recorder = dict(logged.calls)["warm_up"]
+    assert dict(logged.calls)["complete"] == recorder  # on the thread that records
