@@ -156,12 +156,16 @@ class StoreBase(ABC):
                 log.debug("closing a broken connection failed", exc_info=True)
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Cursor]:
+    def transaction(self, write: bool = True, *, durable: bool = True) -> Iterator[Cursor]:
         """One transaction: committed when the block ends, rolled back on any error.
-        Driver errors leave as :class:`StorageError` (``raise … from``)."""
+        Driver errors leave as :class:`StorageError` (``raise … from``).
+
+        ``durable=False``: the commit returns before it is flushed to disk. It survives
+        the process that made it (``kill -9``) but not a crash of the database machine;
+        only for records whose loss means work done again, never for accepted mail."""
         conn = self._conn()
         try:
-            self._begin(conn, write)
+            (self._begin if durable else self._begin_relaxed)(conn, write)
             cur = Cursor(self, conn.cursor())
             yield cur
             self._commit(conn)
@@ -176,6 +180,18 @@ class StoreBase(ABC):
                     self._drop_conn()
                 raise self._translate(exc) from exc
             raise
+        finally:
+            if not durable:
+                self._end_relaxed(conn)
+
+    def _begin_relaxed(self, conn: Any, write: bool) -> None:
+        """Begin a transaction whose commit need not wait for the disk (a backend that
+        cannot relax just begins a durable one)."""
+        self._begin(conn, write)
+
+    def _end_relaxed(self, conn: Any) -> None:
+        """After a relaxed transaction: make the connection durable again (or drop it)."""
+        return None
 
     def _broken(self, conn: Any) -> bool:
         return False

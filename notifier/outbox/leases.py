@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from .base import StoreBase
+from .base import Cursor, StoreBase
 from .changes import outcome_events
 from .model import FINAL, LATENCY_BUCKETS, Claim, Delivery, Status, latency_counter
 
@@ -70,26 +70,70 @@ class Leases(StoreBase):
             for r in rows
         ]
 
-    def heartbeat(self, worker: str, lease: float | None = None) -> int:
-        """Extend the lease of every message ``worker`` holds; returns how many."""
+    def warm_up(self) -> None:
+        """Open this thread's connection and load what recording an outcome touches.
+
+        A worker's recorder calls this before the first send: a fresh PostgreSQL
+        backend reads the catalogs of every table and index on first use, which on a
+        busy machine took longer than a hundred sends, and every one of those 250s was
+        unrecorded (sent again after a ``kill -9``) meanwhile."""
+        with self.transaction(write=False) as cur:
+            for table, key in (
+                ("outbox_messages", "id"),
+                ("outbox_attempts", "message"),
+                ("outbox_counters", "value"),
+                ("outbox_suppressions", "created_at"),
+            ):
+                cur.execute(f"SELECT 1 FROM {table} WHERE {key} < 0").fetchall()
+
+    def heartbeat(
+        self, worker: str, lease: float | None = None, ids: Iterable[int] | None = None
+    ) -> int:
+        """Extend the lease of every message ``worker`` holds (or of those of ``ids`` it
+        holds); returns how many.
+
+        A worker passes the ids it still has in hand: a message whose outcome the worker
+        recorded but the database lost (a crash of the database machine loses the last
+        outcomes, see :meth:`complete`) is then not kept leased for the worker's
+        lifetime; its lease expires and it is sent again, flagged a possible duplicate."""
         now = self.clock()
         until = now + (lease if lease is not None else self.config.lease)
+        statement = (
+            "UPDATE outbox_messages SET lease_expires_at = ? "
+            "WHERE lease_token = ? AND status = 'sending'"
+        )
         with self.transaction() as cur:
-            cur.execute(
-                "UPDATE outbox_messages SET lease_expires_at = ? "
-                "WHERE lease_token = ? AND status = 'sending'",
-                [until, worker],
-            )
-            return cur.rowcount
+            if ids is None:
+                cur.execute(statement, [until, worker])
+                return cur.rowcount
+            wanted = sorted(set(ids))
+            total = 0
+            for i in range(0, len(wanted), 400):
+                chunk = wanted[i : i + 400]
+                marks = ", ".join("?" for _ in chunk)
+                cur.execute(f"{statement} AND id IN ({marks})", [until, worker, *chunk])
+                total += cur.rowcount
+            return total
 
     def complete(self, worker: str, deliveries: Sequence[Delivery]) -> list[int]:
         """Record outcomes in one transaction. A message whose lease ``worker`` no longer
         holds keeps its state (another worker owns it); its attempt is still recorded.
-        Returns the ids whose lease was lost."""
+        Returns the ids whose lease was lost.
+
+        The commit does not wait for the disk (``durable=False``): a relay's 250 is
+        recorded within a millisecond or so, which is the window in which a killed
+        worker makes a duplicate. A crash of the database *machine* can lose the last
+        outcomes; their messages then return, like a killed worker's, and are sent
+        again with the same Message-ID, flagged ``possible_duplicate``. Accepted mail
+        is never in such a transaction.
+
+        Safe to repeat: when a commit's answer is lost (the connection broke during
+        COMMIT) the caller tries again, and outcomes already stored are not stored
+        twice nor reported as lost leases."""
         if not deliveries:
             return []
         now = self.clock()
-        with self.transaction() as cur:
+        with self.transaction(durable=False) as cur:
             updated = cur.many_returning(
                 "UPDATE outbox_messages SET status = ?, reason = ?, next_attempt_at = ?, "
                 "attempts = attempts + ?, sent_at = ?, updated_at = ?, lease_token = NULL, "
@@ -121,7 +165,9 @@ class Leases(StoreBase):
                     for d in deliveries
                 ],
             )
-            lost = [d.id for d, rows in zip(deliveries, updated, strict=True) if not rows]
+            missed = [d for d, rows in zip(deliveries, updated, strict=True) if not rows]
+            done = self._already_recorded(cur, worker, missed)
+            lost = [d.id for d in missed if d.id not in done]
             counts: dict[tuple[str, str, str], float] = defaultdict(float)
             for d, rows in zip(deliveries, updated, strict=True):
                 if not rows or d.status not in FINAL:
@@ -154,7 +200,7 @@ class Leases(StoreBase):
                         d.signed_full,
                     )
                     for d in deliveries
-                    if d.attempt is not None
+                    if d.attempt is not None and d.id not in done
                 ],
             )
             self._add_suppressions(
@@ -170,7 +216,7 @@ class Leases(StoreBase):
                         now,
                     )
                     for d in deliveries
-                    if d.suppress and d.rcpt_to
+                    if d.suppress and d.rcpt_to and d.id not in done
                 ],
             )
             self._emit(cur, outcome_events(cur, deliveries, updated), now)  # webhooks
@@ -178,6 +224,26 @@ class Leases(StoreBase):
         if lost:
             log.warning("worker %s lost the lease of %d message(s): %s", worker, len(lost), lost)
         return lost
+
+    def _already_recorded(self, cur: Cursor, worker: str, missed: list[Delivery]) -> set[int]:
+        """Of the deliveries whose message ``worker`` no longer holds, those whose
+        attempt ``worker`` already stored: an earlier try of the same outcomes that
+        committed although its caller saw an error."""
+        tried = {(d.id, d.attempt.at.timestamp()) for d in missed if d.attempt is not None}
+        if not tried:
+            return set()
+        ids = sorted({i for i, _ in tried})
+        found: set[int] = set()
+        for i in range(0, len(ids), 400):
+            chunk = ids[i : i + 400]
+            marks = ", ".join("?" for _ in chunk)
+            rows = cur.execute(
+                "SELECT message, at FROM outbox_attempts "
+                f"WHERE worker = ? AND message IN ({marks})",
+                [worker, *chunk],
+            ).fetchall()
+            found.update(int(m) for m, at in rows if (int(m), float(at)) in tried)
+        return found
 
     def release(self, worker: str, ids: Sequence[int] | None = None) -> int:
         """Give back messages ``worker`` holds but did not attempt (SIGTERM)."""

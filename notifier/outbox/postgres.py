@@ -191,6 +191,11 @@ class PostgresOutbox(Outbox):
     def _commit(self, conn: Any) -> None:
         conn.commit()
 
+    def _begin_relaxed(self, conn: Any, write: bool) -> None:
+        # for this transaction only: COMMIT returns once the WAL is written, not flushed
+        self._begin(conn, write)
+        conn.execute("SET LOCAL synchronous_commit = off")
+
     def _rollback(self, conn: Any) -> None:
         if not conn.closed:
             conn.rollback()

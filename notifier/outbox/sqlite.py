@@ -169,6 +169,19 @@ class SQLiteOutbox(Outbox):
     def _commit(self, conn: Any) -> None:
         conn.execute("COMMIT")
 
+    def _begin_relaxed(self, conn: Any, write: bool) -> None:
+        # NORMAL in WAL mode: the commit reaches the WAL file, fsync waits for the next
+        # checkpoint. The level cannot change inside a transaction, hence before BEGIN.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._begin(conn, write)
+
+    def _end_relaxed(self, conn: Any) -> None:
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+        except Exception:  # never leave a relaxed connection behind for accept()
+            log.warning("restoring synchronous=FULL failed; dropping the connection")
+            self._drop_conn()
+
     def _rollback(self, conn: Any) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

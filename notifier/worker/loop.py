@@ -10,9 +10,10 @@ One worker process runs one asyncio loop:
   stops, or hands on to the next;
 * the **recorder** (:mod:`.recorder`, a thread of its own) commits each outcome as
   soon as it is known: one transaction takes everything that finished meanwhile (a
-  group commit of up to ``flush_size``) while the next group gathers. A 250 waits
-  milliseconds for its record, not a timer's tick nor a busy event loop: that wait is
-  the window in which a ``kill -9`` makes the next worker send a message again;
+  group commit of up to ``flush_size``, not waiting for the disk) while the next group
+  gathers. A 250 waits milliseconds for its record, not a timer's tick nor a busy event
+  loop: that wait is the window in which a ``kill -9`` makes the next worker send a
+  message again. While ``concurrency`` outcomes are unrecorded the senders wait;
 * the **heartbeat** extends this worker's leases every ``lease / 3`` (through the
   recorder), so a lease only expires when the worker is gone (``kill -9``, a lost
   machine); then any worker reclaims the message and sends it again with the same
@@ -71,7 +72,8 @@ class WorkerConfig:
 
     #: messages leased per claim
     batch_size: int = 100
-    #: messages in flight at once (the relay pool's size bounds connections)
+    #: messages in flight at once (the relay pool's size bounds connections); also
+    #: how many outcomes may wait unrecorded before the senders wait for the recorder
     concurrency: int = 16
     #: sleep between claims when nothing is due
     poll_interval: float = 1.0
@@ -171,6 +173,8 @@ class Worker:
         self._todo: asyncio.Queue[Claim | None] = asyncio.Queue()
         self._recorder: Recorder | None = None
         self._in_hand: set[int] = set()
+        self._unrecorded = 0  # outcomes handed to the recorder, not yet committed
+        self._room: asyncio.Event | None = None  # set when the recorder commits
         self._unstarted: list[int] = []
         self._active = 0
         self._last_housekeeping = -1e18
@@ -195,8 +199,9 @@ class Worker:
         if self._stopping is not None and not self._stopping.is_set():
             log.info("worker %s: stopping; finishing %d send(s) in flight", self.name, self._active)
             self._stopping.set()
-            assert self._wake is not None
+            assert self._wake is not None and self._room is not None
             self._wake.set()
+            self._room.set()
 
     @property
     def stopping(self) -> bool:
@@ -223,6 +228,8 @@ class Worker:
         """Work until :meth:`stop` (or, with ``until_idle``, until nothing is due)."""
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._unrecorded = 0
         self._todo = asyncio.Queue()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         if self._stop_requested:
@@ -247,10 +254,12 @@ class Worker:
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
+            await recorder.ready()  # nothing is claimed before its outcome can be recorded
             await self._housekeeping()
             await self._claimer(until_idle)
         finally:
             self._stopping.set()
+            self._room.set()
             for _ in senders:
                 self._todo.put_nowait(None)
             await asyncio.gather(*senders, return_exceptions=True)
@@ -332,14 +341,29 @@ class Worker:
             finally:
                 self._active -= 1
             self._recorder.add(delivery)  # committed at once, on the recorder's thread
+            self._unrecorded += 1
             if self._todo.qsize() < self.config.batch_size:
                 self._wake.set()
             # let the other senders whose 250 has arrived hand theirs over too before
             # this one signs its next message (milliseconds of CPU each)
             await asyncio.sleep(0)
+            await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """Start nothing more while ``concurrency`` outcomes wait to be recorded (a
+        stalled commit, a database outage): every 250 not yet recorded is sent again if
+        the worker dies, so their number stays bounded, by about one round of sends. A
+        healthy database records far more outcomes per second than that."""
+        assert self._room is not None and self._stopping is not None
+        while self._unrecorded >= self.config.concurrency and not self._stopping.is_set():
+            self._room.clear()
+            await self._room.wait()
 
     def _recorded(self, batch: list[Delivery], lost: list[int]) -> None:
         """On the loop, once the recorder has committed ``batch``."""
+        self._unrecorded -= len(batch)
+        if self._room is not None:
+            self._room.set()
         for d in batch:
             self._in_hand.discard(d.id)
             self.stats.count(d.status)
@@ -377,7 +401,8 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             if self._in_hand and self._recorder is not None:
-                self._recorder.heartbeat()  # on the recorder's thread: never races a commit
+                # on the recorder's thread: never races a commit
+                self._recorder.heartbeat(self._in_hand)
 
     async def _maybe_housekeeping(self) -> None:
         if time.monotonic() - self._last_housekeeping >= self.config.housekeeping_interval:

@@ -70,7 +70,7 @@ box = contract.box
 # --- duplicates after kill -9 ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 def test_each_killed_worker_sends_at_most_about_one_message_twice(
     live_box: Outbox,
     box_settings: Settings,
