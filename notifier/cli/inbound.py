@@ -97,6 +97,8 @@ def _serve(host: str, port: int) -> None:
     settings = load_settings()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # aiosmtpd logs every command of every session at INFO: thousands of lines a second
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     async def run() -> None:
         stop = asyncio.Event()
