@@ -122,8 +122,9 @@ class _Committer:
     """Group commit: reports that arrive while a commit runs share the next one (parsing
     happens before, in the connections' handlers, so a commit holds only SQL)."""
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, apply_pending: bool = True) -> None:
         self.receiver = receiver
+        self.apply_pending = apply_pending
         self.queue: asyncio.Queue[
             tuple[list[InboundReport], asyncio.Future[list[ReportRecord]]]
         ] = asyncio.Queue()
@@ -131,7 +132,9 @@ class _Committer:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self._run()), loop.create_task(self._pending())]
+        self.tasks = [loop.create_task(self._run())]
+        if self.apply_pending:
+            self.tasks.append(loop.create_task(self._pending()))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -258,14 +261,20 @@ class InboundServer:
         *,
         max_size: int = 2 * 1024 * 1024,
         hostname: str | None = None,
+        reuse_port: bool = False,
+        apply_pending: bool = True,
     ) -> None:
+        """``reuse_port``: several processes share the port (SO_REUSEPORT; the kernel
+        spreads connections); ``apply_pending``: this one applies the bounces that came
+        before their message was recorded sent (one process of several is enough)."""
         self.receiver = receiver
         self.host = host
         self.port = port
         self.max_size = max_size
         self.hostname = hostname
+        self.reuse_port = reuse_port
         self._server: asyncio.Server | None = None
-        self._committer = _Committer(receiver)
+        self._committer = _Committer(receiver, apply_pending)
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     def _protocol(self) -> SMTP:
@@ -286,7 +295,9 @@ class InboundServer:
     async def start(self) -> None:
         self._committer.start()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, self.host, self.port)
+        self._server = await loop.create_server(
+            self._protocol, self.host, self.port, reuse_port=self.reuse_port or None
+        )
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
 
