@@ -143,16 +143,8 @@ def inbound_reports_per_s(args: argparse.Namespace) -> float:
         port = free_port()
         env = {**os.environ, "NOTIFIER_VAR_DIR": str(var), "NOTIFIER_SECRET_KEY": "bench-secret"}
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "notifier.cli",
-                "inbound",
-                "--port",
-                str(port),
-                "--processes",
-                str(args.processes),
-            ],
+            [sys.executable, "-m", "notifier.cli", "inbound", "--port", str(port)]
+            + (["--processes", str(args.processes)] if args.processes != 1 else []),
             env=env,
             cwd=tmp,
             stderr=subprocess.DEVNULL,
