@@ -99,8 +99,8 @@ class Client:
             conn.close()
         for conn in conns:
             try:
-                await conn.writer.wait_closed()
-            except (OSError, ssl.SSLError):
+                await asyncio.wait_for(conn.writer.wait_closed(), 1.0)
+            except (OSError, TimeoutError):  # ssl.SSLError is an OSError
                 pass
 
     def _reuse(self, target: Target) -> _Conn | None:
