@@ -8,7 +8,11 @@ message to its VERP address (a hard 5.1.1 bounce: each one moves a message to
 connection to the last 250; every message is checked ``bounced`` afterwards. Target:
 ≥ 1,000 DSNs/s.
 
-    .venv/bin/python bench/feedback_inbound.py [--count 5000] [--clients 32] [--json]
+    .venv/bin/python bench/feedback_inbound.py [--count 5000] [--clients 32]
+        [--processes N] [--json]
+
+``notifier inbound`` runs with ``--processes`` one per core by default (as the README
+advises); ``inbound_reports_per_server_cpu_s`` counts all of them.
 
 ``--json`` prints one object with a key per measure in :data:`MEASURES` (more are
 added by registering a function there).
@@ -113,9 +117,12 @@ async def _deliver(port: int, reports: list[tuple[str, bytes]], clients: int) ->
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its threads (Linux /proc)."""
+    """User + system CPU seconds of a process and its threads (Linux /proc), and of
+    its child processes (``--processes N``: the servers are the children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def inbound_reports_per_s(args: argparse.Namespace) -> float:
@@ -136,7 +143,8 @@ def inbound_reports_per_s(args: argparse.Namespace) -> float:
         port = free_port()
         env = {**os.environ, "NOTIFIER_VAR_DIR": str(var), "NOTIFIER_SECRET_KEY": "bench-secret"}
         server = subprocess.Popen(
-            [sys.executable, "-m", "notifier.cli", "inbound", "--port", str(port)],
+            [sys.executable, "-m", "notifier.cli", "inbound", "--port", str(port)]
+            + (["--processes", str(args.processes)] if args.processes != 1 else []),
             env=env,
             cwd=tmp,
             stderr=subprocess.DEVNULL,
@@ -151,7 +159,7 @@ def inbound_reports_per_s(args: argparse.Namespace) -> float:
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise RuntimeError("notifier inbound did not start") from None
                     time.sleep(0.1)
-            asyncio.run(_deliver(port, reports[:20], 2))  # warm-up
+            asyncio.run(_deliver(port, reports[:20], 2 * args.processes))  # warm-up
             cpu_before = _cpu_seconds(server.pid)
             start = time.perf_counter()
             asyncio.run(_deliver(port, reports[20:], args.clients))
@@ -184,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--count", type=int, default=5000, help="reports per run")
     parser.add_argument("--clients", type=int, default=32, help="concurrent SMTP clients")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="notifier inbound --processes (default: one per core)",
+    )
     parser.add_argument("--only", action="append", choices=sorted(MEASURES), help="measure only")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -192,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         figures[key] = round(MEASURES[key](args), 1)
         if key == "inbound_reports_per_s" and getattr(args, "server_cpu_per_report", 0):
             figures["inbound_reports_per_server_cpu_s"] = round(1 / args.server_cpu_per_report, 1)
+            figures["inbound_processes"] = args.processes
     if args.json:
         print(json.dumps(figures))
     else:

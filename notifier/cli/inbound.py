@@ -15,11 +15,12 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import EXIT_RUNTIME, command, fail, load_settings, reporting
+from .common import EXIT_RUNTIME, EXIT_USAGE, command, fail, load_settings, reporting
 
 if TYPE_CHECKING:
     from ..outbox import Outbox
@@ -54,6 +55,15 @@ def inbound_main(
     sender: Annotated[
         str | None, typer.Option(metavar="ADDRESS", help="--stdin: the envelope sender.")
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            min=1,
+            max=64,
+            help="Server processes sharing the port (SO_REUSEPORT); one per core.",
+        ),
+    ] = 1,
 ) -> None:
     """Receive bounces and complaints: an SMTP server for the bounce domains (their MX),
     or one message from stdin with --stdin."""
@@ -62,9 +72,18 @@ def inbound_main(
     settings = load_settings()
     with reporting():
         if stdin:
+            if processes != 1:
+                fail("--processes is for the SMTP server, not --stdin", EXIT_USAGE)
             _stdin(rcpt, sender)
             return
-        _serve(host or settings.inbound_host, settings.inbound_port if port is None else port)
+        host = host or settings.inbound_host
+        port = settings.inbound_port if port is None else port
+        if processes == 1:
+            _serve(host, port)
+        elif port == 0:
+            fail("--processes needs a fixed --port (0 would give each its own)", EXIT_USAGE)
+        else:
+            _supervise(host, port, processes)
 
 
 def _stdin(rcpt: str | None, sender: str | None) -> None:
@@ -91,12 +110,14 @@ def _stdin(rcpt: str | None, sender: str | None) -> None:
         typer.echo(f"stored report {record.id}: {record.kind}, {record.outcome}")
 
 
-def _serve(host: str, port: int) -> None:
+def _serve(host: str, port: int, *, reuse_port: bool = False, apply_pending: bool = True) -> None:
     from ..feedback.inbound import InboundServer, receiver_from_settings
 
     settings = load_settings()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # aiosmtpd logs every command of every session at INFO: thousands of lines a second
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -105,7 +126,14 @@ def _serve(host: str, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         with _outbox() as outbox:
             receiver = receiver_from_settings(settings, outbox)
-            server = InboundServer(receiver, host, port, max_size=settings.inbound_max_size)
+            server = InboundServer(
+                receiver,
+                host,
+                port,
+                max_size=settings.inbound_max_size,
+                reuse_port=reuse_port,
+                apply_pending=apply_pending,
+            )
             await server.start()
             typer.echo(
                 f"inbound: listening on {host}:{server.port} for "
@@ -121,6 +149,77 @@ def _serve(host: str, port: int) -> None:
         asyncio.run(run())
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+#: a process that ends this many times within :data:`_RESTART_WINDOW` s stops them all
+_RESTART_LIMIT = 4
+_RESTART_WINDOW = 10.0
+
+
+def _supervise(host: str, port: int, processes: int) -> None:
+    """Fork ``processes`` servers sharing ``host:port`` (the kernel spreads connections
+    over them), stop them all on SIGTERM/SIGINT, and start again one that ended — a
+    report it had not answered 250 for is sent again by its MTA, so nothing is lost."""
+    children: dict[int, int] = {}  # pid → index (index 0 applies pending bounces)
+    stopping = False
+
+    def start(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: one server, then _exit (never back into the parent's code)
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _serve(host, port, reuse_port=True, apply_pending=index == 0)
+                code = 0
+            except typer.Exit as exc:  # fail(): its message is printed already
+                code = exc.exit_code
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                logging.getLogger("notifier.inbound").exception("inbound process %d", index)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def stop_all(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for index in range(processes):
+        start(index)
+    ended: list[float] = []
+    failed: int | None = None
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, -1)
+        if stopping or index < 0:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        now = time.monotonic()
+        ended = [t for t in ended if t > now - _RESTART_WINDOW] + [now]
+        if len(ended) >= _RESTART_LIMIT:
+            typer.echo(f"inbound: process {index} ended ({code}) again; stopping", err=True)
+            failed = code or 1
+            stop_all()
+            continue
+        typer.echo(f"inbound: process {index} (pid {pid}) ended ({code}); restarting", err=True)
+        time.sleep(0.2)
+        start(index)
+    if failed is not None:
+        raise typer.Exit(EXIT_RUNTIME)
 
 
 def list_cmd(

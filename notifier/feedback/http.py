@@ -7,7 +7,8 @@ address that was checked (``Host`` header and TLS SNI keep the name), so a DNS a
 that changes between the check and the connect (rebinding) cannot reach anything else.
 Redirects are never followed (a 3xx is a failed attempt), the response body is read
 only up to :data:`MAX_RESPONSE` bytes, and an attempt is bounded in time as a whole.
-httpx errors are translated into one line of text here, and nowhere else.
+The HTTP itself is :mod:`notifier.feedback.client` (keep-alive, one write per request);
+its errors are translated into one line of text here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import ipaddress
 import json
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +26,11 @@ import httpx
 
 from ..errors import FieldError, ValidationError
 from ..outbox.webhook_model import WebhookJob, WebhookResult
+from .client import MAX_BODY, Client, ConnectFailed, ProtocolError, Target
 from .signing import WebhookSecret, sign
 
 #: bytes of a receiver's answer read at most (it is never used, only drained)
-MAX_RESPONSE = 4096
+MAX_RESPONSE = MAX_BODY
 USER_AGENT = "notifier-webhooks/1 (+Standard Webhooks 1.0)"
 #: resolved addresses are reused this long (each checked when resolved)
 DNS_TTL = 30.0
@@ -101,36 +104,57 @@ def body_of(job: WebhookJob) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class _Url:
+    """A registered URL taken apart once (the dispatcher sends to few URLs, many times)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: bytes
+    host_header: str
+
+
+def _split(url: str) -> _Url:
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise Refused(f"not an http(s) URL: {url}")
+    return _Url(
+        scheme=parsed.scheme,
+        host=parsed.raw_host.decode("ascii"),
+        port=parsed.port or (443 if parsed.scheme == "https" else 80),
+        path=parsed.raw_path or b"/",
+        host_header=parsed.netloc.decode("ascii"),
+    )
+
+
 @dataclass
 class Sender:
-    """Posts webhooks; one per dispatcher (its connection pool is shared)."""
+    """Posts webhooks; one per dispatcher (its keep-alive connections are shared)."""
 
     allow_private: bool = False
     timeout: float = 15.0
     connections: int = 64
     #: when attempts happen, as the outbox counts time (tests move it by hand)
     clock: Callable[[], float] = field(default=time.time)
+    #: TLS settings (default: the system's CAs; tests pass their own)
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
-        self._client: httpx.AsyncClient | None = None
+        self._client: Client | None = None
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._urls: dict[str, _Url] = {}
 
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> Client:
         if self._client is None:
-            limits = httpx.Limits(
-                max_connections=self.connections, max_keepalive_connections=self.connections
-            )
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,
-                timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
-                limits=limits,
-                trust_env=False,  # no proxy from the environment: we call what was checked
+            self._client = Client(
+                connect_timeout=min(5.0, self.timeout), tls=self.tls, keep=self.connections
             )
         return self._client
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def _addresses(self, host: str, port: int) -> list[str]:
@@ -159,19 +183,25 @@ class Sender:
         self._dns[(host, port)] = (now + DNS_TTL, addresses)
         return addresses
 
+    def _url(self, url: str) -> _Url:
+        split = self._urls.get(url)
+        if split is None:
+            if len(self._urls) > 1000:
+                self._urls.clear()
+            split = self._urls[url] = _split(url)
+        return split
+
     async def send(self, job: WebhookJob, secrets: list[WebhookSecret]) -> WebhookResult:
         """One attempt; never raises for anything the receiver or the network does."""
         started = time.monotonic()
         at = self.clock()
         body = body_of(job)
         stamp = int(time.time())  # receivers check it against their own clock
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": job.webhook_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(secrets, job.webhook_id, stamp, body),
-        }
+        headers = (
+            f"content-type: application/json\r\nuser-agent: {USER_AGENT}\r\n"
+            f"webhook-id: {job.webhook_id}\r\nwebhook-timestamp: {stamp}\r\n"
+            f"webhook-signature: {sign(secrets, job.webhook_id, stamp, body)}\r\n"
+        ).encode("ascii")
 
         def result(
             outcome: str, code: int | None = None, error: str | None = None
@@ -181,44 +211,28 @@ class Sender:
 
         try:
             async with asyncio.timeout(self.timeout):
-                url = httpx.URL(job.url)
-                if url.scheme not in ("http", "https") or not url.host:
-                    raise Refused(f"not an http(s) URL: {job.url}")
-                port = url.port or (443 if url.scheme == "https" else 80)
-                address = (await self._addresses(url.host, port))[0]
-                target = url.copy_with(host=address)
-                headers["host"] = url.netloc.decode("ascii")
-                extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-                request = self.client().build_request(
-                    "POST", target, content=body, headers=headers, extensions=extensions
-                )
-                response = await self.client().send(request, stream=True)
-                try:
-                    read = 0
-                    async for chunk in response.aiter_raw():
-                        read += len(chunk)
-                        if read >= MAX_RESPONSE:
-                            break
-                finally:
-                    await response.aclose()
+                url = self._url(job.url)
+                address = (await self._addresses(url.host, url.port))[0]
+                target = Target(url.scheme, address, url.port, url.host_header, url.host)
+                answer = await self.client().post(target, url.path, headers, body)
         except Refused as exc:
             return result("retry", error=str(exc))
         except TimeoutError:
             return result("retry", error=f"no answer within {self.timeout:g} s")
-        except httpx.TimeoutException as exc:
-            return result("retry", error=f"timed out ({type(exc).__name__})")
-        except httpx.ConnectError as exc:
-            return result("retry", error=f"cannot connect: {exc or 'connection refused'}")
-        except httpx.HTTPError as exc:
-            return result("retry", error=f"{type(exc).__name__}: {exc or 'connection lost'}")
+        except ConnectFailed as exc:
+            return result("retry", error=f"cannot connect to {job.url}: {exc}")
+        except ssl.SSLError as exc:
+            return result("retry", error=f"TLS: {exc.reason or exc}")
+        except ProtocolError as exc:
+            return result("retry", error=str(exc))
         except OSError as exc:
             return result("retry", error=f"network error: {exc.strerror or exc}")
-        code = response.status_code
+        code = answer.code
         if 200 <= code < 300:
             return result("delivered", code)
         if code == 410:
             return result("gone", code, "410 Gone: the receiver asked to stop")
         if 300 <= code < 400:
-            where = response.headers.get("location", "")[:200]
+            where = answer.location[:200]
             return result("retry", code, f"HTTP {code}: redirect to {where!r} not followed")
         return result("retry", code, f"HTTP {code}")

@@ -24,6 +24,8 @@ from typing import Literal
 
 from flufl.bounce import all_failures
 
+from . import fastdsn
+
 # flufl.bounce logs every detector it runs at INFO and its own exceptions at ERROR;
 # we catch those (a report it cannot read is kept as unparsable) and log our own
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
@@ -79,6 +81,23 @@ class Report:
 
 def parse(raw: bytes) -> Report:
     """Classify one report (never raises)."""
+    return parse_fast(raw) or parse_full(raw)
+
+
+def parse_fast(raw: bytes) -> Report | None:
+    """A plain RFC 3464 DSN read without the email parser (:mod:`.fastdsn`: about a
+    tenth of the time), or None when it is anything else; never raises."""
+    read = fastdsn.read(raw)
+    if read is None:
+        return None
+    try:
+        return _dsn_report(*read)
+    except Exception:
+        return None
+
+
+def parse_full(raw: bytes) -> Report:
+    """Classify one report with the email parser and flufl.bounce (never raises)."""
     try:
         msg = email.message_from_bytes(raw)
         return _classify(msg)
@@ -115,12 +134,16 @@ def _classify(msg: Message) -> Report:
 
 
 def _dsn(msg: Message, part: Message) -> Report:
-    blocks = _blocks(part)
+    return _dsn_report([_fields(b) for b in _blocks(part)], _original_id(msg))
+
+
+def _dsn_report(blocks: list[dict[str, str]], original_message_id: str | None) -> Report:
+    """The report a DSN's blocks make (fields as :func:`_fields` gives them)."""
     per_recipient = blocks[1:] or blocks
-    best = max(per_recipient, key=lambda b: _SEVERITY.get(_field(b, "Action").lower(), 0))
-    action = _field(best, "Action").lower() or None
-    status = _first(_ENHANCED, _field(best, "Status"))
-    diagnostic = _field(best, "Diagnostic-Code")
+    best = max(per_recipient, key=lambda b: _SEVERITY.get(b.get("action", "").lower(), 0))
+    action = best.get("action", "").lower() or None
+    status = _first(_ENHANCED, best.get("status", ""))
+    diagnostic = best.get("diagnostic-code", "")
     text = diagnostic.partition(";")[2].strip() if ";" in diagnostic else diagnostic
     code = _first(_REPLY_CODE, text + " ")
     detailed = _first(_ENHANCED, text)
@@ -130,12 +153,12 @@ def _dsn(msg: Message, part: Message) -> Report:
     return Report(
         kind,
         "rfc3464",
-        recipient=_address(_field(best, "Final-Recipient") or _field(best, "Original-Recipient")),
+        recipient=_address(best.get("final-recipient") or best.get("original-recipient", "")),
         action=action,
         status=status,
         code=int(code) if code else None,
         diagnostic=_clip(text) or None,
-        original_message_id=_original_id(msg),
+        original_message_id=original_message_id,
     )
 
 
@@ -279,6 +302,14 @@ def _diagnostic_line(text: str, status: str | None, code: str | None) -> str:
 
 def _field(block: Message, name: str) -> str:
     return " ".join(str(block.get(name, "")).split())
+
+
+def _fields(block: Message) -> dict[str, str]:
+    """A block's fields by lower-cased name (the first of each), as :func:`_field` reads them."""
+    out: dict[str, str] = {}
+    for name, value in block.items():
+        out.setdefault(name.lower(), " ".join(str(value).split()))
+    return out
 
 
 def _address(value: str) -> str | None:

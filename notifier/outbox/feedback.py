@@ -374,13 +374,15 @@ class Feedback(StoreBase):
         message that ended otherwise (failed, cancelled …) keeps its state."""
         now = self.clock()
         done = 0
+        # several inbound servers (hosts, or --processes) may run this at once
+        lock = "" if self.kind == "sqlite" else " FOR UPDATE OF r SKIP LOCKED"
         with self.transaction() as cur:
             rows = cur.execute(
                 "SELECT r.id, r.outcome, r.kind, r.enhanced, r.code, r.diagnostic, "
                 "r.feedback_type, m.id, m.brand, m.event, m.status, m.recipient, m.domain, "
                 "m.message_id FROM outbox_reports r JOIN outbox_messages m ON m.id = r.message "
                 f"WHERE r.outcome IN ({_PENDING_LIST}) AND m.status NOT IN ({_UNFINISHED_LIST}) "
-                "ORDER BY r.id LIMIT ?",
+                f"ORDER BY r.id LIMIT ?{lock}",
                 [limit],
             ).fetchall()
             events: list[StatusEvent] = []
