@@ -45,6 +45,7 @@ REQUIRED = os.environ.get("NOTIFIER_TEST_REQUIRE_BROWSER") == "1"
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -496,6 +497,14 @@ def test_axe_finds_no_violation_on_any_preview_page(
     )
 
 
+def _is_stale(element: Any) -> bool:
+    try:
+        element.is_enabled()
+    except WebDriverException:  # stale, or "does not belong to the document"
+        return True
+    return False
+
+
 def test_keyboard_skip_link_and_language_switch_focus(server: Server, browser: Any) -> None:
     _sign_in(browser, server, server.reseller)
     page = f"{server.url}/preview/brands/acme?event=domain.renewal_reminder&lang=fi"
@@ -526,7 +535,10 @@ def test_keyboard_skip_link_and_language_switch_focus(server: Server, browser: A
     # the same in the edited-data form, whose switch is a submit button
     browser.find_element(By.ID, "update").click()
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "button#lang-en"))
-    browser.find_element(By.ID, "lang-en").click()
+    switch = browser.find_element(By.ID, "lang-en")
+    switch.click()
+    # the clicked button has focus on the old page too: wait for the new document
+    _wait(browser, lambda d: _is_stale(switch))
     _wait(browser, lambda d: _active_id(d) == "lang-en")
     assert browser.find_element(By.ID, "lang-en").get_attribute("aria-current") == "true"
     # the mail's parts carry the mail's language, the page its own
