@@ -95,14 +95,18 @@ class Leases(StoreBase):
         A worker passes the ids it still has in hand: a message whose outcome the worker
         recorded but the database lost (a crash of the database machine loses the last
         outcomes, see :meth:`complete`) is then not kept leased for the worker's
-        lifetime; its lease expires and it is sent again, flagged a possible duplicate."""
+        lifetime; its lease expires and it is sent again, flagged a possible duplicate.
+
+        Not waiting for the disk either: it runs on the recorder's thread between
+        outcomes, and a heartbeat lost with the database machine only shortens leases
+        (the messages are then sent again, flagged, as after any crash)."""
         now = self.clock()
         until = now + (lease if lease is not None else self.config.lease)
         statement = (
             "UPDATE outbox_messages SET lease_expires_at = ? "
             "WHERE lease_token = ? AND status = 'sending'"
         )
-        with self.transaction() as cur:
+        with self.transaction(durable=False) as cur:
             if ids is None:
                 cur.execute(statement, [until, worker])
                 return cur.rowcount

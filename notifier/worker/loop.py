@@ -13,7 +13,7 @@ One worker process runs one asyncio loop:
   group commit of up to ``flush_size``, not waiting for the disk) while the next group
   gathers. A 250 waits milliseconds for its record, not a timer's tick nor a busy event
   loop: that wait is the window in which a ``kill -9`` makes the next worker send a
-  message again. While ``concurrency`` outcomes are unrecorded the senders wait;
+  message again. While ``flush_size`` outcomes are unrecorded the senders wait;
 * the **heartbeat** extends this worker's leases every ``lease / 3`` (through the
   recorder), so a lease only expires when the worker is gone (``kill -9``, a lost
   machine); then any worker reclaims the message and sends it again with the same
@@ -72,14 +72,14 @@ class WorkerConfig:
 
     #: messages leased per claim
     batch_size: int = 100
-    #: messages in flight at once (the relay pool's size bounds connections); also
-    #: how many outcomes may wait unrecorded before the senders wait for the recorder
+    #: messages in flight at once (the relay pool's size bounds connections)
     concurrency: int = 16
     #: sleep between claims when nothing is due
     poll_interval: float = 1.0
     #: extend leases this often; default a third of the lease
     heartbeat_interval: float | None = None
-    #: at most this many outcomes per transaction (they are written as soon as done)
+    #: at most this many outcomes per transaction (they are written as soon as done),
+    #: and at most this many unrecorded before the senders wait for the recorder
     flush_size: int = 100
     #: unused since outcomes are written at once; kept so that callers setting it work
     flush_interval: float = 0.1
@@ -350,12 +350,13 @@ class Worker:
             await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
-        """Start nothing more while ``concurrency`` outcomes wait to be recorded (a
-        stalled commit, a database outage): every 250 not yet recorded is sent again if
-        the worker dies, so their number stays bounded, by about one round of sends. A
-        healthy database records far more outcomes per second than that."""
+        """Start nothing more while a full transaction of outcomes (``flush_size``)
+        waits to be recorded (a stalled commit, a database outage): every 250 not yet
+        recorded is sent again if the worker dies, so their number stays bounded. Not
+        tighter: on SQLite the recorder waits for the intake's write lock now and then,
+        and a bound of ``concurrency`` cost about 15 % of ``bench/throughput.py``."""
         assert self._room is not None and self._stopping is not None
-        while self._unrecorded >= self.config.concurrency and not self._stopping.is_set():
+        while self._unrecorded >= self.config.flush_size and not self._stopping.is_set():
             self._room.clear()
             await self._room.wait()
 

@@ -4,7 +4,7 @@ Every 250 not yet recorded when a worker dies is sent again, so outcomes are com
 without waiting for the disk (the record survives the worker, not the database
 machine), a commit whose answer was lost can be repeated, a heartbeat extends only the
 leases of messages still in hand, a worker warms its recording connection before its
-first claim, and stops sending while a round of outcomes waits to be recorded. On
+first claim, and stops sending while a full transaction of outcomes waits. On
 SQLite and PostgreSQL (the ``box`` fixture).
 """
 
@@ -162,12 +162,12 @@ class RecordingDown:
         return self.inner.complete(worker, deliveries)
 
 
-def test_a_worker_sends_nothing_more_while_a_round_of_outcomes_waits(
+def test_a_worker_sends_nothing_more_while_a_full_transaction_of_outcomes_waits(
     box: Outbox, key_dir: Path, smtp_server: SMTPTestServer
 ) -> None:
     # Before: while outcomes could not be recorded the senders went on through
     # everything claimed, and a worker killed then sent all of it again.
-    n, concurrency = 12, 1
+    n, flush = 12, 3
     box.accept_batch([reminder(i) for i in range(n)])
     flaky = RecordingDown(box.outbox)
 
@@ -178,7 +178,7 @@ def test_a_worker_sends_nothing_more_while_a_round_of_outcomes_waits(
             transport,
             Signer(KeyStore(key_dir)),
             config=WorkerConfig(
-                batch_size=n, concurrency=concurrency, poll_interval=0.01, backoff_max=0.02
+                batch_size=n, concurrency=1, flush_size=flush, poll_interval=0.01, backoff_max=0.02
             ),
             brands=BRANDS,
         )
@@ -186,7 +186,7 @@ def test_a_worker_sends_nothing_more_while_a_round_of_outcomes_waits(
         try:
             while flaky.refused < 10:  # the recorder has tried (and failed) many times
                 await asyncio.sleep(0.01)
-            assert len(smtp_server.messages) == concurrency  # and the senders waited for it
+            assert len(smtp_server.messages) == flush  # and the senders waited for it
             flaky.recover()
             while await asyncio.to_thread(count, box, Status.SENT) < n:
                 await asyncio.sleep(0.02)
