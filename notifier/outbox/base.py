@@ -4,6 +4,7 @@ statement, and the one place driver errors become :class:`StorageError`."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -241,6 +242,30 @@ class StoreBase(ABC):
             cur.many(status_events.INSERT, status_events.rows(events, at))
 
     def init_schema(self) -> None:
+        """Create what is missing. Skipped when the stored fingerprint of the statements
+        matches: on a busy PostgreSQL, even ``CREATE INDEX IF NOT EXISTS`` takes table
+        locks that can deadlock with the workers' writes (every CLI call, worker and
+        API process opens the outbox), and opening stays one small read."""
+        with self.transaction(write=False) as cur:
+            statements = self._schema(cur)
+        fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+        if self._schema_fingerprint() == fingerprint:
+            return
         with self.transaction() as cur:
-            for statement in self._schema(cur):
+            for statement in statements:
                 cur.execute(statement)
+            cur.execute(
+                "INSERT INTO outbox_meta (key, value) VALUES ('schema_fingerprint', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [fingerprint],
+            )
+
+    def _schema_fingerprint(self) -> str | None:
+        try:
+            with self.transaction(write=False) as cur:
+                row = cur.execute(
+                    "SELECT value FROM outbox_meta WHERE key = 'schema_fingerprint'"
+                ).fetchone()
+        except StorageError:
+            return None  # no schema yet (or the database is down: creating it says so)
+        return None if row is None else str(row[0])
