@@ -15,7 +15,7 @@ does that and hands over an :class:`InboundReport`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -277,39 +277,9 @@ class Feedback(StoreBase):
         _add(counts, (key[0], key[1], f"report_{r.kind}"))
         if target is None:
             _add(counts, ("", "", "report_unmatched"))
-        row = cur.execute(
-            f"INSERT INTO outbox_reports ({_COLUMNS}, raw) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [
-                now,
-                r.kind,
-                r.format,
-                target is not None,
-                target.id if target else None,
-                target.brand if target else None,
-                r.mail_from,
-                r.rcpt,
-                r.recipient,
-                r.action,
-                r.enhanced,
-                r.code,
-                _bound(r.diagnostic),
-                _bound(r.original_message_id),
-                r.feedback_type,
-                outcome,
-                r.sha256,
-                len(r.raw),
-                r.raw,
-            ],
-        ).fetchone()
-        assert row is not None
-        report_id = int(row[0])
-        events = [
-            StatusEvent(e.type, e.brand, {**e.data, "report": report_id}, e.message) for e in events
-        ]
-        self._emit(cur, events, now)
-        return ReportRecord(
-            report_id,
+        # the record is the row: its fields after id and received_at are _COLUMNS'
+        record = ReportRecord(
+            0,
             datetime.fromtimestamp(now, UTC),
             r.kind,
             r.format,
@@ -329,6 +299,18 @@ class Feedback(StoreBase):
             r.sha256,
             len(r.raw),
         )
+        row = cur.execute(
+            f"INSERT INTO outbox_reports ({_COLUMNS}, raw) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [now, *astuple(record)[2:], r.raw],
+        ).fetchone()
+        assert row is not None
+        report_id = int(row[0])
+        events = [
+            StatusEvent(e.type, e.brand, {**e.data, "report": report_id}, e.message) for e in events
+        ]
+        self._emit(cur, events, now)
+        return replace(record, id=report_id)
 
     def _target(self, cur: Cursor, r: InboundReport) -> _Target | None:
         """The message a report concerns: by VERP id; a complaint also by the quoted
