@@ -62,7 +62,7 @@ class Zone:
             _missing("dnsmasq not installed (Debian package dnsmasq-base)")
         self.root = root
         #: fixed for the zone's life: settings made before a restart stay right
-        self.port = _free_port()
+        self.port = free_port_both()
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
@@ -129,15 +129,22 @@ class Zone:
         self.proc = None
 
 
-def _free_port() -> int:
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
-    ):
-        udp.bind(("127.0.0.1", 0))
-        port = int(udp.getsockname()[1])
-        tcp.bind(("127.0.0.1", port))
-        return port
+def free_port_both() -> int:
+    """A port free for both UDP and TCP: dnsmasq serves both. The UDP port the kernel
+    picks may be taken for TCP (another test's server), so try again then."""
+    for _ in range(50):
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
 
 
 @dataclass

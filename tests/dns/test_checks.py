@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from notifier.cli.dns import EXIT_FAIL, EXIT_UNKNOWN, dns_app
 from notifier.config import PROJECT_ROOT, Settings
 from notifier.dns.checks import Check, all_ok, check_brand, render_json, render_table
 from notifier.signing.keys import KeyStore
+from tests.dns.support import free_port_both
 
 SPF_OK = "v=spf1 include:_spf.nordname.com -all"
 LINK_IP = "192.0.2.10"
@@ -79,17 +79,6 @@ class World:
             nameserver=nameserver or self.nameserver,
             timeout=timeout,
         )
-
-
-def _free_port() -> int:
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
-    ):
-        udp.bind(("127.0.0.1", 0))
-        port = int(udp.getsockname()[1])
-        tcp.bind(("127.0.0.1", port))
-        return port
 
 
 def _dnsmasq_binary() -> str:
@@ -174,7 +163,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     zone_args = _zone_args(store, registry, other)
     log_path = root / "dnsmasq.log"
     for _attempt in range(5):
-        port = _free_port()
+        port = free_port_both()
         cmd = [
             binary,
             "--no-daemon",
