@@ -141,8 +141,40 @@ def load_settings(ctx: typer.Context | None = None) -> Settings:
         report(exc, EXIT_USAGE)
 
 
-def open_pipeline(settings: Settings) -> Pipeline:
-    """The pipeline over ``settings``; its errors are reported by :func:`handled`."""
+def open_pipeline(settings: Settings, *, stored_dns: bool = False) -> Pipeline:
+    """The pipeline over ``settings``; its errors are reported by :func:`handled`.
+
+    ``stored_dns``: decide senders by the brands' DNS state as the periodic checks
+    recorded it, as the service does, so that what a command shows is what would be
+    sent. With no database yet, or one that does not answer, the brand files decide
+    (said on stderr in the second case)."""
     from ..compose.pipeline import Pipeline
 
-    return Pipeline(settings)
+    pipeline = Pipeline(settings)
+    if stored_dns:
+        pipeline.observe_dns(_stored_dns(settings))
+    return pipeline
+
+
+def _stored_dns(settings: Settings) -> dict[str, bool]:
+    from ..dns.verify import DnsView
+    from ..errors import StorageError
+    from ..outbox import open_outbox
+
+    url = settings.database
+    if url.startswith("sqlite:"):
+        from ..outbox.sqlite import path_from_url
+
+        if not path_from_url(url).exists():
+            return {}  # nothing checked yet: the brand files decide
+    try:
+        outbox = open_outbox(settings)
+        try:
+            view = DnsView(outbox)
+            view.refresh()
+            return dict(view.observed)
+        finally:
+            outbox.close()
+    except StorageError as exc:
+        typer.echo(f"warning: brand DNS states not read ({exc}); the brand files decide", err=True)
+        return {}

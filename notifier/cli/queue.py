@@ -21,6 +21,7 @@ from .common import (
     fail,
     load_settings,
     new_group,
+    open_pipeline,
     reporting,
 )
 
@@ -114,7 +115,6 @@ def send_test_cmd(
     looked up.
     """
     from .. import events as catalog
-    from ..compose.pipeline import Pipeline
     from ..delivery import transport_from_url
     from ..delivery.policy import describe
     from ..delivery.transport import Envelope
@@ -132,7 +132,7 @@ def send_test_cmd(
         "data": dict(catalog.CATALOG[event].sample),
     }
     try:
-        composed = Pipeline(settings).prepare(raw)  # the one compose sequence
+        composed = open_pipeline(settings, stored_dns=True).prepare(raw)  # as it would be sent
         sender = composed.sender
         if sender.held:
             typer.echo(f"warning: {sender.reason}; sending the test anyway", err=True)

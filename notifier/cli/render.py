@@ -87,7 +87,7 @@ def render_cmd(
     sign: Annotated[bool, typer.Option(help="DKIM-sign with the brand's active key.")] = False,
 ) -> None:
     """Render one message (.eml) with sample data or --data."""
-    pipeline = open_pipeline(load_settings())
+    pipeline = open_pipeline(load_settings(), stored_dns=True)
     if data is not None:
         try:
             payload = decode_json(data.read_text("utf-8"))

@@ -66,6 +66,33 @@ def test_render_writes_eml(env_var_dir: Path, tmp_path: Path) -> None:
     assert msg["Content-Language"] == "sv"
 
 
+def test_render_decides_the_sender_by_the_recorded_dns_checks(env_var_dir: Path) -> None:
+    """The brand file says kustwebb is unverified; the periodic checks found its DNS in
+    order: the service sends from kustwebb.fi, so ``render`` must show that too."""
+    from notifier.config import Settings
+    from notifier.outbox import open_outbox
+
+    def sender() -> tuple[str, str]:
+        result = runner.invoke(
+            app, ["render", "--brand", "kustwebb", "--event", "domain.expired", "--lang", "sv"]
+        )
+        assert result.exit_code == 0, result.output
+        msg = email.message_from_bytes(result.stdout_bytes, policy=email.policy.default)
+        return msg["From"].addresses[0].domain, result.stderr
+
+    assert sender()[0] == "nordname.com"  # no database yet: the brand file decides
+    outbox = open_outbox(Settings.load())
+    try:
+        outbox.record_dns_check(
+            "kustwebb", "ok", [], initial="unverified", next_check_in=3600, source="test"
+        )
+    finally:
+        outbox.close()
+    domain, notes = sender()
+    assert domain == "kustwebb.fi"
+    assert "DKIM d=kustwebb.fi" in notes and "brand DNS verified" in notes
+
+
 def test_render_with_data_file(env_var_dir: Path, tmp_path: Path) -> None:
     data = dict(events.get("domain.renewal_reminder").sample, days_left=1)
     path = tmp_path / "d.json"
