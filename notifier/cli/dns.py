@@ -159,7 +159,79 @@ def _check_and_apply(
     _exit(checks)
 
 
+def status(
+    ctx: typer.Context,
+    brand: Annotated[
+        str | None,
+        typer.Option("--brand", metavar="BRAND", help="Only this brand (default: every brand)."),
+    ] = None,
+    history: Annotated[
+        int,
+        typer.Option("--history", metavar="N", min=0, help="Also list the newest N checks."),
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Where each brand stands, as the periodic checks recorded it: the state that decides
+    its sender, the last check and the next. Reads the outbox; queries no DNS."""
+    from ..brands import BrandRegistry
+    from ..dns.verify import initial_state
+    from ..outbox import open_outbox
+
+    settings = load_settings(ctx)
+    registry = BrandRegistry(settings.brands_dir, settings.platform_brand)
+    brands = [registry.get(brand, "--brand")] if brand else list(registry.all())
+    with open_outbox(settings) as outbox:
+        stored = outbox.brand_dns_all()
+        checks = {b.id: outbox.brand_dns_history(b.id, history) for b in brands if history}
+    rows: list[dict[str, object]] = []
+    for b in brands:
+        found = stored.get(b.id)
+        doc: dict[str, object] = (
+            found.as_dict()
+            if found is not None and found.state is not None
+            else {"brand": b.id, "state": None, "verified": None}
+        )
+        doc["platform"] = b.platform
+        # never checked: the brand file's dns_verified decides until the first check
+        doc["effective"] = found.state if found and found.state else initial_state(b)
+        if history:
+            doc["history"] = [
+                {
+                    "checked_at": c.checked_at.isoformat(),
+                    "outcome": c.outcome,
+                    "state": c.state,
+                    "source": c.source,
+                }
+                for c in checks[b.id]
+            ]
+        rows.append(doc)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    typer.echo(f"{'brand':<12} {'state':<18} {'failures':>8}  {'checked':<20} next check")
+    for doc in rows:
+        state = str(doc["state"] or f"{doc['effective']} (file)")
+        typer.echo(
+            f"{doc['brand']!s:<12} {state:<18} {doc.get('failures', 0)!s:>8}  "
+            f"{_when(doc.get('checked_at')):<20} {_when(doc.get('next_check_at'))}"
+        )
+        for c in doc.get("history", []):  # type: ignore[attr-defined]
+            typer.echo(
+                f"    {_when(c['checked_at'])}  {c['outcome']:<8} -> {c['state']:<16} "
+                f"by {c['source']}"
+            )
+
+
+def _when(value: object) -> str:
+    """``2026-11-29T23:59:00+00:00`` → ``2026-11-29 23:59 UTC``; ``-`` for never."""
+    if not value:
+        return "-"
+    text = str(value)
+    return f"{text[:10]} {text[11:16]} UTC"
+
+
 command(dns_app, "check")(check)
+command(dns_app, "status")(status)
 
 
 def register(app: typer.Typer) -> None:

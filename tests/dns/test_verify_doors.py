@@ -78,6 +78,20 @@ def test_cli_apply_records_the_check_and_prints_the_state(
     unknown = runner.invoke(app, ["dns", "check", "--brand", "nope", "--apply"])
     assert unknown.exit_code == 2 and "unknown brand" in unknown.output
 
+    # where each brand stands, from the outbox (no DNS asked): what decides its sender
+    status = runner.invoke(app, ["dns", "status", "--json", "--history", "5"])
+    assert status.exit_code == 0, status.output
+    rows = {r["brand"]: r for r in json.loads(status.stdout)}
+    assert (rows["kustwebb"]["state"], rows["kustwebb"]["failures"]) == ("broken-pending", 1)
+    assert rows["kustwebb"]["verified"] is True  # still signs as itself until the next fail
+    assert [h["outcome"] for h in rows["kustwebb"]["history"]] == ["fail", "ok"]
+    assert rows["acme"]["state"] is None and rows["acme"]["effective"] == "unverified"
+    table = runner.invoke(app, ["dns", "status", "--brand", "kustwebb"])
+    assert table.exit_code == 0 and "broken-pending" in table.stdout
+    assert "acme" not in table.stdout
+    missing = runner.invoke(app, ["dns", "status", "--brand", "nope"])
+    assert missing.exit_code == 2 and "unknown brand" in missing.output
+
 
 def test_admin_api_records_a_check_releases_held_mail_and_reports_metrics(
     world: World, db_url: str
