@@ -55,6 +55,11 @@ class Brand(_Model):
     name: SafeStr
     legal_name: SafeStr
     address: list[SafeStr] = Field(min_length=1, max_length=5)
+    #: the address as written in a language, where its street and town have other
+    #: official names there (bilingual towns: {fi = ["Hovioikeudenpuistikko 9", …]})
+    address_by_language: dict[
+        Language, Annotated[list[SafeStr], Field(min_length=1, max_length=5)]
+    ] = Field(default_factory=dict)
     #: the country line of the address in each language, e.g. {fi = "Suomi"}
     country: dict[Language, SafeStr] = Field(default_factory=dict)
     business_id: SafeStr | None = None

@@ -114,3 +114,36 @@ def test_shipped_brands_write_finland_swedish_and_localise_the_country() -> None
         assert brand.locale == {"fi": "fi-FI", "sv": "sv-FI", "en": "en-GB"}
         assert not any(line.strip() == "Finland" for line in brand.address)
     assert BrandRegistry(BRANDS, "nordname").get("nordname").country["fi"] == "Suomi"
+
+
+def test_a_bilingual_town_is_written_in_the_reader_s_language() -> None:
+    """Kustwebb is in Vasa/Vaasa: Finnish mail gives the Finnish street and town names,
+    Swedish and English mail the Swedish ones the brand writes by default."""
+    from notifier.compose.pipeline import Pipeline
+    from notifier.config import Secret, Settings
+
+    pipeline = Pipeline(Settings(secret_key=Secret("t")))
+    footers = {}
+    for lang in ("fi", "sv", "en"):
+        composed = pipeline.prepare(
+            {
+                "event": "domain.expired",
+                "brand": "kustwebb",
+                "recipient": {"email": "a@example.fi", "language": lang},
+                "data": dict(pipeline.sample("domain.expired", "kustwebb", lang).data),
+            }
+        )
+        footers[lang] = composed.rendered.text + composed.rendered.html
+    assert "Hovioikeudenpuistikko 9" in footers["fi"] and "65100 Vaasa" in footers["fi"]
+    assert "Hovrättsesplanaden" not in footers["fi"]
+    for lang in ("sv", "en"):
+        assert "Hovrättsesplanaden 9" in footers[lang] and "65100 Vasa" in footers[lang]
+
+
+def test_address_by_language_is_validated(tmp_path: Path) -> None:
+    text = 'address_by_language = { de = ["x"] }\n' + (BRANDS / "acme.toml").read_text()
+    path = tmp_path / "a.toml"
+    path.write_text(text)
+    with pytest.raises(BrandError) as info:
+        load_brand(path)
+    assert info.value.field.startswith("address_by_language")
