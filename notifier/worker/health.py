@@ -38,13 +38,20 @@ class Backoff:
 
 class DatabaseHealth:
     """The outbox's state for one worker: up, or down since when (shared by its
-    database thread and its recorder thread, hence the lock)."""
+    database thread and its recorder thread, hence the lock).
+
+    Each kind of call (``claim``, ``recording outcomes``, …) is down from its first
+    failure until it succeeds again, and the outage lasts while any kind is down: so
+    when only recording fails, the claims that still succeed do not log a recovery, and
+    the next failed recording another outage, every few seconds.
+    """
 
     def __init__(self, worker: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.worker = worker
         self.clock = clock
         self.down_since: float | None = None
         self.failures = 0
+        self._failing: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -55,6 +62,7 @@ class DatabaseHealth:
         """A call failed: an ERROR the first time, DEBUG while the outage lasts."""
         with self._lock:
             self.failures += 1
+            self._failing.add(what)
             first = self.down_since is None
             if first:
                 self.down_since = self.clock()
@@ -68,10 +76,17 @@ class DatabaseHealth:
         else:
             log.debug("worker %s: %s failed again: %s", self.worker, what, exc)
 
-    def ok(self) -> None:
-        """A call succeeded: one WARNING if the database had been down."""
+    def ok(self, what: str | None = None) -> None:
+        """A call of kind ``what`` succeeded (None: every kind works again): one WARNING
+        when that ends the outage."""
         with self._lock:
             if self.down_since is None:
+                return
+            if what is None:
+                self._failing.clear()
+            else:
+                self._failing.discard(what)
+            if self._failing:
                 return
             seconds, failures = self.clock() - self.down_since, self.failures
             self.down_since = None

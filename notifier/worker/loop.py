@@ -216,7 +216,7 @@ class Worker:
         except StorageError as exc:
             self.health.failed(what, exc)
             raise
-        self.health.ok()
+        self.health.ok(what)
         return result
 
     def _backoff(self) -> Backoff:

@@ -162,7 +162,7 @@ class Recorder:
                 else:
                     self._wakeup.wait(self.backoff.next())
                 continue
-            self.health.ok()
+            self.health.ok("recording outcomes")
             self.backoff.reset()
             if batch:
                 self._hand_back(batch, lost)
