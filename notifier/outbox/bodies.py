@@ -47,8 +47,11 @@ LEVEL = 3
 _HEAD = struct.Struct(">BBBI")  # NUL, format, transform, dictionary id
 _FORMAT = 1
 _PLAIN, _UNBASE64 = 0, 1
-#: three or more CRLF lines of base64 of one length (the last may be shorter)
-_BASE64_BLOCK = re.compile(rb"(?m)(?:^[A-Za-z0-9+/]{8,}={0,2}\r\n){3,}")
+#: a part declared base64 (as compose/mime.py writes it); its body starts after the
+#: blank line that ends the part's header
+_BASE64_PART = b"Content-Transfer-Encoding: base64\r\n"
+#: CRLF lines of base64 of one length (the last may be shorter)
+_BASE64_BLOCK = re.compile(rb"(?:[A-Za-z0-9+/]{4,}={0,2}\r\n)+")
 _REGION = struct.Struct(">III")  # start in the decoded stream, decoded length, line length
 #: samples a dictionary is trained on at most; the size of a dictionary
 MAX_SAMPLES = 1000
@@ -116,14 +119,22 @@ def unbase64(data: bytes) -> bytes | None:
     regions: list[tuple[int, int, int]] = []
     out: list[bytes] = []
     size = last = 0
-    for match in _BASE64_BLOCK.finditer(data):
+    part = data.find(_BASE64_PART)
+    while part >= 0:
+        body = data.find(b"\r\n\r\n", part)
+        part = data.find(_BASE64_PART, part + 1)
+        if body < last:
+            continue
+        match = _BASE64_BLOCK.match(data, body + 4)
+        if match is None:
+            continue
         block = match.group(0)
         lines = block.split(b"\r\n")[:-1]
         width = len(lines[0])
         if width % 4 or any(len(line) != width for line in lines[:-1]):
             continue
         try:
-            decoded = base64.b64decode(b"".join(lines), validate=True)
+            decoded = binascii.a2b_base64(b"".join(lines), strict_mode=True)
         except binascii.Error:
             continue
         if _base64_lines(decoded, width) != block:
@@ -157,6 +168,8 @@ def rebase64(stream: bytes) -> bytes:
 
 
 def _base64_lines(decoded: bytes, width: int) -> bytes:
+    if width == 76:  # MIME's width: encoded and wrapped in C
+        return base64.encodebytes(decoded).replace(b"\n", b"\r\n")
     encoded = base64.b64encode(decoded)
     return b"".join(encoded[i : i + width] + b"\r\n" for i in range(0, len(encoded), width))
 
