@@ -14,7 +14,18 @@ from typing import Annotated
 import typer
 
 #: Modules of this package with a ``register(app)``; adding one is adding its name here.
-COMMANDS = ("render", "queue", "serve", "tokens", "dkim", "dns", "config", "webhooks", "inbound")
+COMMANDS = (
+    "render",
+    "queue",
+    "serve",
+    "tokens",
+    "dkim",
+    "dns",
+    "config",
+    "webhooks",
+    "inbound",
+    "db",
+)
 
 app = typer.Typer(
     help="notifier: white-label transactional mail for domain resellers.",

@@ -12,21 +12,26 @@ from typing import Any
 
 from ..errors import Conflict, NotifierError, StorageError
 from . import sql
-from .base import Cursor, StoreBase
+from .base import Cursor
+from .bodies import Bodies, StoredBody
 from .changes import message_events
 from .model import Accepted, NewMessage, Status
 
 log = logging.getLogger("notifier.outbox")
 
 
-class Inserts(StoreBase):
+class Inserts(Bodies):
     def store(self, items: list[NewMessage], atomic: bool = True) -> list[Accepted | NotifierError]:
         """Insert ``items`` in one transaction; see :meth:`_store`. A storage failure
         raises and stores nothing at all."""
         if not items:
             return []
+        # compressed before the write transaction: its lock is what accepts queue on
+        bodies = self.encode_bodies(None, [(p.brand, p.data) for p in items])
         with self.transaction() as cur:
-            return self._store(cur, items, atomic)
+            results = self._store(cur, items, atomic, bodies)
+        self._maybe_train()
+        return results
 
     def _suppressed_set(
         self, cur: Cursor, pairs: Iterable[tuple[str, str]]
@@ -48,13 +53,19 @@ class Inserts(StoreBase):
         return found
 
     def _store(
-        self, cur: Cursor, items: list[NewMessage], atomic: bool = True
+        self,
+        cur: Cursor,
+        items: list[NewMessage],
+        atomic: bool = True,
+        encoded: list[StoredBody] | None = None,
     ) -> list[Accepted | NotifierError]:
         """Insert ``items``; an item already stored (idempotency key, natural key) returns
         the existing message. A key reused for another request raises :class:`Conflict`
         (``atomic``: the transaction rolls back) or is that item's result (nothing of it
         was inserted: ``ON CONFLICT DO NOTHING``)."""
         now = self.clock()
+        if encoded is None:
+            encoded = self.encode_bodies(cur, [(p.brand, p.data) for p in items])
         suppressed = self._suppressed_set(
             cur, ((p.brand, p.recipient) for p in items if not p.mandatory)
         )
@@ -100,10 +111,10 @@ class Inserts(StoreBase):
             )
         inserted = self._insert_messages(cur, rows)
         results: list[Accepted | NotifierError] = []
-        bodies: list[tuple[int, bytes]] = []
+        bodies: list[tuple[int, str, StoredBody]] = []
         counts: Counter[tuple[str, str, str]] = Counter()
         suppressed_ids: list[int] = []
-        for p, status in zip(items, statuses, strict=True):
+        for p, status, body in zip(items, statuses, encoded, strict=True):
             new_id = inserted.get(p.message_id)
             if new_id is None:
                 try:
@@ -113,7 +124,7 @@ class Inserts(StoreBase):
                         raise
                     results.append(exc)
                 continue
-            bodies.append((new_id, p.data))
+            bodies.append((new_id, p.brand, body))
             counts[(p.brand, p.event, "accepted")] += 1
             if status == Status.SUPPRESSED:
                 counts[(p.brand, p.event, "suppressed")] += 1
@@ -122,7 +133,7 @@ class Inserts(StoreBase):
                 for key in self._cancel(cur, p, new_id, now):
                     counts[key] += 1
             results.append(Accepted(new_id, status, p.language, False, p.message_id))
-        cur.many("INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", bodies)
+        self._insert_bodies(cur, bodies)
         suppressions = [(i, "message.suppressed", dict[str, Any]()) for i in suppressed_ids]
         self._emit(cur, message_events(cur, suppressions), now)  # webhooks
         self._count(cur, counts)

@@ -7,14 +7,15 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from .base import Cursor, StoreBase
+from .base import Cursor
+from .bodies import Bodies
 from .changes import outcome_events
 from .model import FINAL, LATENCY_BUCKETS, Claim, Delivery, Status, latency_counter
 
 log = logging.getLogger("notifier.outbox")
 
 
-class Leases(StoreBase):
+class Leases(Bodies):
     def claim(self, worker: str, limit: int, lease: float | None = None) -> list[Claim]:
         """Lease up to ``limit`` due messages to ``worker``: expired leases first (their
         worker died; the attempt is recorded as interrupted and the message flagged as a
@@ -50,6 +51,7 @@ class Leases(StoreBase):
                 log.warning("reclaimed %d message(s) whose lease expired", len(rows))
             if len(rows) < limit:
                 rows += self._claim_rows(cur, worker, limit - len(rows), now, until, False)
+        bodies = self._decode_bodies([bytes(r[9]) for r in rows])
         return [
             Claim(
                 id=int(r[0]),
@@ -61,13 +63,13 @@ class Leases(StoreBase):
                 mandatory=bool(r[6]),
                 mail_from=r[7],
                 rcpt_to=r[8],
-                data=bytes(r[9]),
+                data=data,
                 attempts=int(r[10]),
                 created_at=float(r[11]),
                 deadline=float(r[12]),
                 suppressed=bool(r[13]),
             )
-            for r in rows
+            for r, data in zip(rows, bodies, strict=True)
         ]
 
     def warm_up(self) -> None:

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ..errors import StorageError
-from . import brand_dns, sql, webhook_model
+from . import bodies, brand_dns, sql, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
 from .base import Cursor
@@ -131,6 +131,7 @@ SCHEMA = [
     *brand_dns.POSTGRES_SCHEMA,
     *webhook_model.POSTGRES_SCHEMA,
     *inbound_reports.POSTGRES_SCHEMA,
+    *bodies.POSTGRES_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

@@ -1,5 +1,5 @@
 """Reading the store and the ops around it: one message and its evidence, searches,
-stats and metrics, the suppression list, retry and purge."""
+stats and metrics, the suppression list and retry (purging: ``retention.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import FieldError, StorageError, ValidationError
 from . import sql
-from .base import StoreBase
+from .bodies import Bodies
 from .model import (
     RETRYABLE,
     AttemptRecord,
@@ -28,7 +28,7 @@ from .model import (
 log = logging.getLogger("notifier.outbox")
 
 
-class Queries(StoreBase):
+class Queries(Bodies):
     def suppress(
         self,
         brand: str,
@@ -129,7 +129,7 @@ class Queries(StoreBase):
             ).fetchone()
             if row is None:
                 raise MessageNotFound(f"no message {message}")
-            data, data_sha, sent_sha = bytes(row[0]), row[1], row[2]
+            data, data_sha, sent_sha = self._decode_body(cur, bytes(row[0])), row[1], row[2]
             signed = None
             if sent_sha is not None:
                 signed = cur.execute(
@@ -275,33 +275,6 @@ class Queries(StoreBase):
                 [now, now, now],
             )
             return cur.rowcount
-
-    def purge(self, now: float | None = None, chunk: int = 1000) -> int:
-        """Delete final messages (with their bodies and attempts) older than the retention
-        period, ``chunk`` messages per transaction so intake never waits long."""
-        cutoff = (self.clock() if now is None else now) - self.config.retention
-        total = 0
-        while True:
-            with self.transaction() as cur:
-                ids = [
-                    int(r[0])
-                    for r in cur.execute(
-                        f"SELECT id FROM outbox_messages WHERE status IN ({sql.FINAL_LIST}) "
-                        "AND updated_at < ? ORDER BY updated_at LIMIT ?",
-                        [cutoff, chunk],
-                    ).fetchall()
-                ]
-                if not ids:
-                    return total
-                marks = ", ".join("?" for _ in ids)
-                for table, column in (
-                    ("outbox_reports", "message"),
-                    ("outbox_attempts", "message"),
-                    ("outbox_bodies", "message"),
-                    ("outbox_messages", "id"),
-                ):
-                    cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
-            total += len(ids)
 
 
 def _record(row: tuple[Any, ...], attempt_log: tuple[AttemptRecord, ...]) -> MessageRecord:

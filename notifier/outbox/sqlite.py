@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from . import brand_dns, sql, webhook_model
+from . import bodies, brand_dns, sql, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
 from .base import Cursor
@@ -153,6 +153,7 @@ class SQLiteOutbox(Outbox):
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout * 1000)}")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a new database (retention.py)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal" and str(self.path) != ":memory:":
                 log.warning("SQLite %s: journal_mode is %s, not WAL", self.path, mode)
@@ -205,7 +206,7 @@ class SQLiteOutbox(Outbox):
         return StorageError(f"outbox database error ({type(exc).__name__}): {text}")
 
     def _schema(self, cur: Cursor) -> list[str]:
-        return SCHEMA
+        return [*SCHEMA, *bodies.sqlite_schema(cur)]
 
     def _claim_rows(
         self,
