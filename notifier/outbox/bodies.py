@@ -23,7 +23,6 @@ every 100,000 bodies) so that changed templates are learned.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 import re
@@ -125,31 +124,55 @@ def unbase64(data: bytes) -> bytes | None:
         part = data.find(_BASE64_PART, part + 1)
         if body < last:
             continue
-        match = _BASE64_BLOCK.match(data, body + 4)
-        if match is None:
+        found = _block_at(data, body + 4)
+        if found is None:
             continue
-        block = match.group(0)
-        lines = block.split(b"\r\n")[:-1]
-        width = len(lines[0])
-        if width % 4 or any(len(line) != width for line in lines[:-1]):
-            continue
-        try:
-            decoded = binascii.a2b_base64(b"".join(lines), strict_mode=True)
-        except binascii.Error:
-            continue
-        if _base64_lines(decoded, width) != block:
-            continue
-        out.append(data[last : match.start()])
-        size += match.start() - last
+        end, decoded, width = found
+        out.append(data[last : body + 4])
+        size += body + 4 - last
         regions.append((size, len(decoded), width))
         out.append(decoded)
         size += len(decoded)
-        last = match.end()
+        last = end
     if not regions:
         return None
     out.append(data[last:])
     table = struct.pack(">I", len(regions)) + b"".join(_REGION.pack(*r) for r in regions)
     return table + b"".join(out)
+
+
+def _block_at(data: bytes, start: int) -> tuple[int, bytes, int] | None:
+    """The base64 block that starts at ``start``: (its end, the decoded bytes, its line
+    width), or None when what is there would not re-encode to the same bytes.
+
+    The quick way first, in C: the block compose/mime.py writes runs up to the
+    boundary that closes its part. Anything else (a blank line, text after the block)
+    is found line by line."""
+    eol = data.find(b"\r\n", start)
+    width = eol - start
+    if eol < 0 or width < 4 or width % 4:
+        return None
+    # the delimiter is CRLF "--boundary"; the block's own last CRLF comes before it
+    stop = data.find(b"\r\n--", eol)
+    end = len(data) if stop < 0 else stop if data[stop - 2 : stop] == b"\r\n" else stop + 2
+    decoded = _decoded(data[start:end], width)
+    if decoded is not None:
+        return end, decoded, width
+    match = _BASE64_BLOCK.match(data, start)
+    if match is None:
+        return None
+    decoded = _decoded(match.group(0), width)
+    return None if decoded is None else (match.end(), decoded, width)
+
+
+def _decoded(block: bytes, width: int) -> bytes | None:
+    """The bytes ``block`` (base64 lines of ``width``, each ending CRLF) encodes, if
+    encoding them again gives exactly ``block``."""
+    try:
+        decoded = binascii.a2b_base64(block.replace(b"\r\n", b""), strict_mode=True)
+    except binascii.Error:
+        return None
+    return decoded if _base64_lines(decoded, width) == block else None
 
 
 def rebase64(stream: bytes) -> bytes:
@@ -168,10 +191,11 @@ def rebase64(stream: bytes) -> bytes:
 
 
 def _base64_lines(decoded: bytes, width: int) -> bytes:
-    if width == 76:  # MIME's width: encoded and wrapped in C
-        return base64.encodebytes(decoded).replace(b"\n", b"\r\n")
-    encoded = base64.b64encode(decoded)
-    return b"".join(encoded[i : i + width] + b"\r\n" for i in range(0, len(encoded), width))
+    encoded = binascii.b2a_base64(decoded, newline=False)
+    if not encoded:
+        return b""
+    lines = [encoded[i : i + width] for i in range(0, len(encoded), width)]
+    return b"\r\n".join(lines) + b"\r\n"
 
 
 def training_sample(data: bytes) -> bytes:
