@@ -227,6 +227,11 @@ class StoreBase(ABC):
                 [(*key, value) for key, value in sorted(counts.items()) if value],
             )
 
+    def _insert_bodies(self, cur: Cursor, bodies: Sequence[tuple[int, bytes]]) -> None:
+        """Store ``(message id, exact bytes)``: the one place a body is written (the
+        intake, and ``bench/scale.py`` filling a database, measure what is stored)."""
+        cur.many("INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", bodies)
+
     def _add_suppressions(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             cur.many(

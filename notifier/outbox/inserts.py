@@ -122,7 +122,7 @@ class Inserts(StoreBase):
                 for key in self._cancel(cur, p, new_id, now):
                     counts[key] += 1
             results.append(Accepted(new_id, status, p.language, False, p.message_id))
-        cur.many("INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", bodies)
+        self._insert_bodies(cur, bodies)
         suppressions = [(i, "message.suppressed", dict[str, Any]()) for i in suppressed_ids]
         self._emit(cur, message_events(cur, suppressions), now)  # webhooks
         self._count(cur, counts)

@@ -18,6 +18,7 @@ from ..errors import StorageError
 from . import brand_dns, sql, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
+from . import search_indexes, tallies
 from .base import Cursor
 from .store import Outbox
 
@@ -131,6 +132,8 @@ SCHEMA = [
     *brand_dns.POSTGRES_SCHEMA,
     *webhook_model.POSTGRES_SCHEMA,
     *inbound_reports.POSTGRES_SCHEMA,
+    *search_indexes.POSTGRES_SCHEMA,
+    *tallies.POSTGRES_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

@@ -19,6 +19,7 @@ from ..errors import StorageError
 from . import brand_dns, sql, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
+from . import search_indexes, tallies
 from .base import Cursor
 from .store import Outbox
 
@@ -116,6 +117,8 @@ SCHEMA = [
     *brand_dns.SQLITE_SCHEMA,
     *webhook_model.SQLITE_SCHEMA,
     *inbound_reports.SQLITE_SCHEMA,
+    *search_indexes.SQLITE_SCHEMA,
+    *tallies.SQLITE_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
