@@ -14,6 +14,7 @@ from . import sql, tallies
 from .base import StoreBase
 from .model import (
     DAY,
+    FINAL,
     LIVE,
     RETRYABLE,
     AttemptRecord,
@@ -222,6 +223,8 @@ class Queries(StoreBase):
         # a validated state as a literal: the planner can then use the partial indexes
         # of final states (see search_indexes.py)
         where: list[str] = [] if status is None else [f"m.status = '{Status(status)}'"]
+        if status is not None and Status(status) in FINAL:
+            where.append(f"m.status IN ({sql.FINAL_LIST})")  # the partial indexes' term
         params: list[Any] = []
         for column, value in (
             ("brand", brand),

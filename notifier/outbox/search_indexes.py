@@ -27,6 +27,17 @@ SQLITE_SCHEMA = [
     f"CREATE INDEX IF NOT EXISTS outbox_event_final ON outbox_messages (event, status) {_FINAL}",
     "CREATE INDEX IF NOT EXISTS outbox_deferred ON outbox_messages (next_attempt_at) "
     "WHERE status = 'deferred'",
+    # what outbox_status (status, updated_at) served, one state set each: leases,
+    # held mail, purging and retrying by age (SQLite proves a partial index only from
+    # the same term in the query: the queries repeat the predicate as written here)
+    "CREATE INDEX IF NOT EXISTS outbox_sending ON outbox_messages (lease_expires_at) "
+    "WHERE status = 'sending'",
+    "CREATE INDEX IF NOT EXISTS outbox_held ON outbox_messages (sender_brand) "
+    "WHERE status = 'held'",
+    f"CREATE INDEX IF NOT EXISTS outbox_finished ON outbox_messages (updated_at) {_FINAL}",
+    "CREATE INDEX IF NOT EXISTS outbox_failed ON outbox_messages (updated_at) "
+    "WHERE status = 'failed'",
+    "DROP INDEX IF EXISTS outbox_status",
 ]
 
 POSTGRES_SCHEMA = [
