@@ -259,7 +259,15 @@ def suppressions_to(box: Outbox, total: int, now: float) -> None:
         row = cur.execute("SELECT COUNT(*) FROM outbox_suppressions").fetchone()
     have = int(row[0]) if row else 0
     rows = [
-        (BRANDS[k % 3], f"gone{k}@customer{k % 997}.example", "no such user", 550, "5.1.1", None, now)
+        (
+            BRANDS[k % 3],
+            f"gone{k}@customer{k % 997}.example",
+            "no such user",
+            550,
+            "5.1.1",
+            None,
+            now,
+        )
         for k in range(have, total)
     ]
     for lo in range(0, len(rows), CHUNK):
@@ -297,7 +305,9 @@ def disk_bytes(box: Outbox, path: Path | None) -> int:
 # --- the operations ----------------------------------------------------------------------
 
 
-def median_ms(run: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> float:
+def median_ms(
+    run: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None
+) -> float:
     times = []
     for n in range(repeat + 1):
         if before is not None:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from . import brand_dns, sql, webhook_model
+from . import brand_dns, search_indexes, sql, tallies, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
-from . import search_indexes, tallies
 from .base import Cursor
 from .store import Outbox
 
