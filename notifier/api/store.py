@@ -93,6 +93,7 @@ class Store(Protocol):
         recipient: str | None,
         cursor: str | None,
         limit: int,
+        domain: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
     async def retry(self, message_id: int) -> dict[str, Any] | None: ...
@@ -340,9 +341,12 @@ class OutboxStore:
         recipient: str | None,
         cursor: str | None,
         limit: int,
+        domain: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         before = decode_cursor(cursor) if cursor else None
-        return await self._run(self._messages, brand, status, event, recipient, before, limit)
+        return await self._run(
+            self._messages, brand, status, event, recipient, before, limit, domain
+        )
 
     def _messages(
         self,
@@ -352,12 +356,14 @@ class OutboxStore:
         recipient: str | None,
         before: int | None,
         limit: int,
+        domain: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         records = self.outbox.search(
             brand=brand,
             status=status,
             event=event,
             recipient=recipient,
+            domain=domain,
             before=before,
             limit=limit + 1,
         )

@@ -270,15 +270,26 @@ async def list_messages(
     recipient: Annotated[str | None, Query(max_length=320)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    domain: Annotated[
+        str | None,
+        Query(max_length=253, description="The domain name the mail is about (any case, IDN)."),
+    ] = None,
 ) -> JSONResponse:
-    """Newest first; pass `next_cursor` back as `cursor` for the next page. A reseller
-    token only ever sees its own brand."""
+    """Newest first; pass `next_cursor` back as `cursor` for the next page (each page
+    costs the same however deep: the cursor is the last id seen). A reseller token
+    only ever sees its own brand."""
     if token.brand is not None:
         if brand is not None and brand != token.brand:
             return JSONResponse({"items": [], "next_cursor": None})
         brand = token.brand
     items, next_cursor = await _store(request).messages(
-        brand=brand, status=status, event=event, recipient=recipient, cursor=cursor, limit=limit
+        brand=brand,
+        status=status,
+        event=event,
+        recipient=recipient,
+        cursor=cursor,
+        limit=limit,
+        domain=domain,
     )
     return JSONResponse(
         {"items": [message_view(m, full=token.admin) for m in items], "next_cursor": next_cursor}

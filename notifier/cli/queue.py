@@ -1,4 +1,4 @@
-"""``notifier worker``, ``send-test`` and ``queue stats|retry|show|unsuppress``: delivery.
+"""``notifier worker``, ``send-test`` and ``queue stats|retry|show|list|unsuppress``: delivery.
 
 Mounted by the main CLI with :func:`register`.
 """
@@ -194,19 +194,96 @@ def stats_cmd(
 
 def retry_cmd(
     message: Annotated[int | None, MESSAGE_ID] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed message.")] = False,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Retry the messages that failed recently.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="With --failed: those that failed within this long (90m, 12h, 7d) [default: 7d].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Queue a failed, deferred or held message (or all failed ones) for delivery now."""
+    """Queue a failed, deferred or held message (or the recently failed ones) for
+    delivery now."""
+    from ..config import parse_duration
+
     if (message is None) == (not failed):
         fail("give a message id or --failed (not both)", EXIT_USAGE)
+    if since is not None and not failed:
+        fail("--since goes with --failed", EXIT_USAGE)
+    window = 7 * 86400.0
+    if since is not None:
+        try:
+            window = parse_duration(since, "--since")
+        except ValueError as exc:
+            fail(f"--since: {exc}", EXIT_USAGE)
+        if window <= 0:
+            fail("--since: must be a positive duration (e.g. 7d)", EXIT_USAGE)
     with _outbox() as outbox:
         if failed:
-            count = outbox.retry_failed()
-            typer.echo(f"queued {count} failed message(s) for delivery")
+            count = outbox.retry_failed(since=window)
+            typer.echo(
+                f"queued {count} failed message(s) for delivery "
+                f"(failed within the last {since or '7d'})"
+            )
             return
         assert message is not None
         record = outbox.retry(message)
     typer.echo(f"message {record.id} is {record.status}; next attempt now")
+
+
+def list_cmd(
+    brand: Annotated[str | None, typer.Option(metavar="BRAND", help="Brand id.")] = None,
+    status: Annotated[
+        str | None, typer.Option(metavar="STATE", help="queued, sent, failed, ...")
+    ] = None,
+    event: Annotated[str | None, typer.Option(metavar="EVENT", help="Event name.")] = None,
+    recipient: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="Recipient address.")
+    ] = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(metavar="DOMAIN", help="The domain name the mail is about (any case, IDN)."),
+    ] = None,
+    before: Annotated[
+        int | None,
+        typer.Option(metavar="ID", min=1, help="Only messages older than this id (next page)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(metavar="N", min=1, max=1000, help="At most N.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Find messages, newest first: every filter given must match.
+
+    Prints one line per message; pass the last id as --before for the next page.
+    """
+    with _outbox() as outbox:
+        try:
+            records = outbox.search(
+                brand=brand,
+                status=status,
+                event=event,
+                recipient=recipient,
+                domain=domain,
+                before=before,
+                limit=limit,
+            )
+        except ValidationError as exc:
+            for err in exc.errors:  # name the options
+                err.loc = f"--{err.loc}"
+            raise
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in records], indent=2, ensure_ascii=False))
+        return
+    for r in records:
+        typer.echo(
+            f"{r.id:>10}  {r.created_at:%Y-%m-%d %H:%M}  {r.status:<10} {r.brand:<10} "
+            f"{r.event:<28} {r.domain or '-':<24} {r.recipient}"
+        )
+    if not records:
+        typer.echo("no messages match", err=True)
 
 
 def show_cmd(
@@ -268,6 +345,7 @@ def register(app: typer.Typer) -> None:
     command(queue_app, "stats")(stats_cmd)
     command(queue_app, "retry")(retry_cmd)
     command(queue_app, "show")(show_cmd)
+    command(queue_app, "list")(list_cmd)
     command(queue_app, "unsuppress")(unsuppress_cmd)
     app.add_typer(queue_app, name="queue")
 

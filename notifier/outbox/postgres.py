@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ..errors import StorageError
-from . import bodies, brand_dns, sql, webhook_model
+from . import bodies, brand_dns, search_indexes, sql, tallies, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
 from .base import Cursor
@@ -132,6 +132,8 @@ SCHEMA = [
     *webhook_model.POSTGRES_SCHEMA,
     *inbound_reports.POSTGRES_SCHEMA,
     *bodies.POSTGRES_SCHEMA,
+    *search_indexes.POSTGRES_SCHEMA,
+    *tallies.POSTGRES_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

@@ -9,9 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import FieldError, StorageError, ValidationError
-from . import sql
+from ..fields import domain_to_ascii
+from . import sql, tallies
 from .bodies import Bodies
 from .model import (
+    DAY,
+    FINAL,
+    LIVE,
     RETRYABLE,
     AttemptRecord,
     InvalidState,
@@ -149,18 +153,27 @@ class Queries(Bodies):
         return RawMessage(blob, True, digest)
 
     def stats(self) -> dict[str, Any]:
+        """Messages per state (the tallies), due now, expired leases, suppressed
+        addresses: index reads and small tables, whatever the size of the history.
+
+        Every queued message is due (it is queued with ``next_attempt_at`` now); the
+        deferred ones are counted through their own index. The oldest due is the one
+        first in line (the next a worker claims)."""
         now = self.clock()
+        tallies.compact(self)
         with self.transaction(write=False) as cur:
-            counts = dict(
-                cur.execute(
-                    "SELECT status, COUNT(*) FROM outbox_messages GROUP BY status"
-                ).fetchall()
-            )
-            due, oldest = cur.execute(
-                "SELECT COUNT(*), MIN(created_at) FROM outbox_messages "
-                f"WHERE status IN ({sql.DUE_LIST}) AND next_attempt_at <= ?",
+            counts = tallies.read(cur)
+            deferred_due = cur.execute(
+                "SELECT COUNT(*) FROM outbox_messages "
+                "WHERE status = 'deferred' AND next_attempt_at <= ?",
                 [now],
-            ).fetchone() or (0, None)
+            ).fetchone()
+            first = cur.execute(
+                "SELECT created_at FROM outbox_messages "
+                f"WHERE status IN ({sql.DUE_LIST}) AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at, id LIMIT 1",
+                [now],
+            ).fetchone()
             nxt = cur.execute(
                 "SELECT MIN(next_attempt_at) FROM outbox_messages WHERE status = 'deferred'"
             ).fetchone()
@@ -169,17 +182,19 @@ class Queries(Bodies):
                 "WHERE status = 'sending' AND lease_expires_at <= ?",
                 [now],
             ).fetchone()
-            suppressed = cur.execute("SELECT COUNT(*) FROM outbox_suppressions").fetchone()
-        by_status = {str(s): int(counts.get(str(s), 0)) for s in Status}
+        by_status = tallies.by_status(counts, Status)
+        due = by_status[Status.QUEUED] + int(deferred_due[0] if deferred_due else 0)
+        oldest = first[0] if first else None
+        suppressed = sum(n for (_, _, s), n in counts.items() if s == tallies.SUPPRESSION_LIST)
         return {
             "database": self.kind,
             "total": sum(by_status.values()),
             "by_status": by_status,
-            "due": int(due or 0),
+            "due": due,
             "oldest_due_age_s": round(now - oldest, 1) if oldest is not None else None,
             "next_deferred_at": _iso(_dt(nxt[0] if nxt else None)),
             "expired_leases": int(expired[0] if expired else 0),
-            "suppressed_addresses": int(suppressed[0] if suppressed else 0),
+            "suppressed_addresses": suppressed,
         }
 
     def search(
@@ -194,16 +209,25 @@ class Queries(Bodies):
         domain: str | None = None,
     ) -> list[MessageRecord]:
         """Messages matching every filter given, newest first; ``before`` an id (the
-        cursor of the page before); ``domain`` the domain name the event is about."""
+        cursor of the page before); ``domain`` the domain name the event is about
+        (any case, Unicode or A-label form: it is stored as the lower-case A-label)."""
         if status is not None and status not in sql.STATES:
             raise ValidationError(
                 [FieldError("status", f"unknown state {status!r}; one of {', '.join(sql.STATES)}")]
             )
-        where: list[str] = []
+        if domain is not None:
+            try:
+                domain = domain_to_ascii(domain)
+            except ValueError as exc:
+                raise ValidationError([FieldError("domain", f"{domain!r}: {exc}")]) from exc
+        # a validated state as a literal: the planner can then use the partial indexes
+        # of final states (see search_indexes.py)
+        where: list[str] = [] if status is None else [f"m.status = '{Status(status)}'"]
+        if status is not None and Status(status) in FINAL:
+            where.append(f"m.status IN ({sql.FINAL_LIST})")  # the partial indexes' term
         params: list[Any] = []
         for column, value in (
             ("brand", brand),
-            ("status", None if status is None else str(status)),
             ("event", event),
             ("recipient", recipient.lower() if recipient else None),
             ("domain", domain),
@@ -217,23 +241,19 @@ class Queries(Bodies):
         return self._page(" AND ".join(where) or "1 = 1", params, limit)
 
     def metrics(self) -> Metrics:
-        """Counters and waiting messages for monitoring: small reads (the counters table,
-        the live states through their index), whatever the size of the history."""
+        """Counters and waiting messages for monitoring: small reads (the counters and
+        the tallies, see :mod:`.tallies`), whatever the size of the history."""
+        tallies.compact(self)
         with self.transaction(write=False) as cur:
             counters = cur.execute(
                 "SELECT brand, event, name, value FROM outbox_counters"
             ).fetchall()
-            live = cur.execute(
-                "SELECT brand, event, status, COUNT(*) FROM outbox_messages "
-                f"WHERE status IN ({sql.LIVE_LIST}) GROUP BY brand, event, status"
-            ).fetchall()
-            suppressed = cur.execute(
-                "SELECT brand, COUNT(*) FROM outbox_suppressions GROUP BY brand"
-            ).fetchall()
+            counts = tallies.read(cur)
+        live_states = {str(s) for s in LIVE}
         return Metrics(
             counters={(str(b), str(e), str(n)): float(v) for b, e, n, v in counters},
-            live={(str(b), str(e), str(s)): int(n) for b, e, s, n in live},
-            suppressed={str(b): int(n) for b, n in suppressed},
+            live={k: n for k, n in counts.items() if k[2] in live_states},
+            suppressed={b: n for (b, _, s), n in counts.items() if s == tallies.SUPPRESSION_LIST},
         )
 
     # --- operations --------------------------------------------------------------------
@@ -265,14 +285,19 @@ class Queries(Bodies):
             )
         return self.get(message)
 
-    def retry_failed(self) -> int:
+    def retry_failed(self, since: float = 7 * DAY) -> int:
+        """Queue the messages that failed in the last ``since`` seconds: what an
+        operator retries after fixing a cause, not two years of history (found through
+        the partial index ``outbox_failed``, on both backends)."""
+        if since <= 0:
+            raise ValidationError([FieldError("since", "must be a positive duration")])
         now = self.clock()
         with self.transaction() as cur:
             cur.execute(
                 "UPDATE outbox_messages SET status = 'queued', reason = NULL, "
                 "next_attempt_at = ?, deadline = ? + (deadline - created_at), updated_at = ? "
-                "WHERE status = 'failed'",
-                [now, now, now],
+                "WHERE status = 'failed' AND updated_at >= ?",
+                [now, now, now, now - since],
             )
             return cur.rowcount
 

@@ -2,11 +2,10 @@
 their evidence, and the history that grows with them (status events, webhook
 deliveries, inbound reports) goes at the same age.
 
-The work is proportional to what is purged: old final messages are found through an
-index on (status, updated_at) (SQLite ``outbox_status``, PostgreSQL
-``outbox_finished``), history tables are walked from their oldest id and the walk
-stops at the first row young enough to keep; everything goes in chunks, each its own
-short transaction, so intake never waits long.
+The work is proportional to what is purged: old final messages are found through the
+partial index ``outbox_finished`` (updated_at of final messages), history tables are
+walked from their oldest id and the walk stops at the first row young enough to keep;
+everything goes in chunks, each its own short transaction, so intake never waits long.
 
 The space comes back. SQLite: databases are created with ``auto_vacuum=INCREMENTAL``
 and the freed pages are handed back to the file system after a purge (a database from
@@ -21,8 +20,8 @@ from __future__ import annotations
 import logging
 import time
 
+from . import sql
 from .bodies import Bodies
-from .model import FINAL
 
 log = logging.getLogger("notifier.outbox")
 
@@ -33,6 +32,12 @@ VACUUM_PAGES = 1024
 #: a superseded dictionary is kept this long: a process may still compress with it
 #: until it next looks for new ones (``bodies.REFRESH``)
 DICTIONARY_GRACE = 3600.0
+#: final messages older than a cutoff, a chunk at a time: a range of the partial index
+#: ``outbox_finished`` (SQLite uses a partial index only for the predicate as written
+#: in the index, hence the literal list)
+OLD_FINAL = (
+    f"SELECT id FROM outbox_messages WHERE status IN ({sql.FINAL_LIST}) AND updated_at < ? LIMIT ?"
+)
 #: history tables and their time column, purged oldest first by id
 HISTORY = (
     ("webhook_deliveries", "created_at"),
@@ -49,28 +54,20 @@ class Retention(Bodies):
         now = self.clock() if now is None else now
         cutoff = now - self.config.retention
         total = 0
-        for status in sorted(FINAL):
-            while True:
-                with self.transaction() as cur:
-                    ids = [
-                        int(r[0])
-                        for r in cur.execute(
-                            "SELECT id FROM outbox_messages WHERE status = ? AND updated_at < ? "
-                            "LIMIT ?",
-                            [str(status), cutoff, chunk],
-                        ).fetchall()
-                    ]
-                    if not ids:
-                        break
-                    marks = ", ".join("?" for _ in ids)
-                    for table, column in (
-                        ("outbox_reports", "message"),
-                        ("outbox_attempts", "message"),
-                        ("outbox_bodies", "message"),
-                        ("outbox_messages", "id"),
-                    ):
-                        cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
-                total += len(ids)
+        while True:
+            with self.transaction() as cur:
+                ids = [int(r[0]) for r in cur.execute(OLD_FINAL, [cutoff, chunk]).fetchall()]
+                if not ids:
+                    break
+                marks = ", ".join("?" for _ in ids)
+                for table, column in (
+                    ("outbox_reports", "message"),
+                    ("outbox_attempts", "message"),
+                    ("outbox_bodies", "message"),
+                    ("outbox_messages", "id"),
+                ):
+                    cur.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+            total += len(ids)
         history = sum(self._purge_history(t, column, cutoff, chunk) for t, column in HISTORY)
         dictionaries = self._purge_dictionaries(now)
         if total or history or dictionaries:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from . import bodies, brand_dns, sql, webhook_model
+from . import bodies, brand_dns, search_indexes, sql, tallies, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
 from .base import Cursor
@@ -98,10 +98,10 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox_messages (next_attempt_at, id) "
     f"WHERE status IN ({sql.DUE_LIST})",
     # SQLite touches only the indexes whose columns an UPDATE changes: this one covers
-    # cancellations and is never rewritten after insert. Few rows are 'sending' at a
-    # time: leases are found through outbox_status.
+    # cancellations and is never rewritten after insert. The states have partial
+    # indexes (search_indexes.py): one on (status, …) looked cheapest to the planner
+    # for every query naming a state and made it walk all sent mail.
     "CREATE INDEX IF NOT EXISTS outbox_domain ON outbox_messages (brand, domain)",
-    "CREATE INDEX IF NOT EXISTS outbox_status ON outbox_messages (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS outbox_attempts_message ON outbox_attempts (message)",
     # counters kept as things happen (accepted, sent, failed, …, latency buckets), so
     # that monitoring reads a small table, not the whole history
@@ -116,10 +116,18 @@ SCHEMA = [
     *brand_dns.SQLITE_SCHEMA,
     *webhook_model.SQLITE_SCHEMA,
     *inbound_reports.SQLITE_SCHEMA,
+    *search_indexes.SQLITE_SCHEMA,
+    *tallies.SQLITE_SCHEMA,
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
 ]
+
+
+_SUPPRESSED = ", EXISTS (SELECT 1 FROM outbox_suppressions s"
+assert sql.CLAIM_COLUMNS.count(_SUPPRESSED) == 1 and sql.CLAIM_COLUMNS.endswith(")")
+#: the claim's columns without the suppression check (the last), made separately
+_CLAIM_COLUMNS = sql.CLAIM_COLUMNS[: sql.CLAIM_COLUMNS.index(_SUPPRESSED)]
 
 
 def path_from_url(url: str) -> Path:
@@ -222,11 +230,29 @@ class SQLiteOutbox(Outbox):
         else:
             where = f"status IN ({sql.DUE_LIST}) AND next_attempt_at <= ?"
             order = "next_attempt_at, id"
-        # BEGIN IMMEDIATE holds the write lock: no other claim runs in between.
-        return cur.execute(
+        # BEGIN IMMEDIATE holds the write lock: no other claim runs in between. The
+        # suppression check is a second statement: as a subquery of RETURNING, SQLite
+        # scanned the whole suppression list once per claimed row.
+        rows = cur.execute(
             "UPDATE outbox_messages SET status = 'sending', lease_token = ?, "
             "lease_expires_at = ?, updated_at = ? "
             f"WHERE id IN (SELECT id FROM outbox_messages WHERE {where} ORDER BY {order} "
-            f"LIMIT ?) RETURNING {sql.CLAIM_COLUMNS}",
+            f"LIMIT ?) RETURNING {_CLAIM_COLUMNS}, outbox_messages.recipient",
             [worker, lease_until, now, now, limit],
         ).fetchall()
+        if not rows:
+            return []
+        found: set[tuple[str, str]] = set()
+        pairs = sorted({(str(r[2]), str(r[-1])) for r in rows})
+        for i in range(0, len(pairs), 400):
+            chunk = pairs[i : i + 400]
+            marks = ", ".join("(?, ?)" for _ in chunk)
+            found.update(
+                (str(b), str(e))
+                for b, e in cur.execute(
+                    "SELECT brand, email FROM outbox_suppressions "
+                    f"WHERE (brand, email) IN (VALUES {marks})",
+                    [v for pair in chunk for v in pair],
+                ).fetchall()
+            )
+        return [(*r[:-1], (str(r[2]), str(r[-1])) in found) for r in rows]
