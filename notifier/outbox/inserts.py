@@ -12,21 +12,28 @@ from typing import Any
 
 from ..errors import Conflict, NotifierError, StorageError
 from . import sql
-from .base import Cursor, StoreBase
+from .base import Cursor
 from .changes import message_events
 from .model import Accepted, NewMessage, Status
+from .wakeups import Wakeups
 
 log = logging.getLogger("notifier.outbox")
 
 
-class Inserts(StoreBase):
+class Inserts(Wakeups):
     def store(self, items: list[NewMessage], atomic: bool = True) -> list[Accepted | NotifierError]:
         """Insert ``items`` in one transaction; see :meth:`_store`. A storage failure
         raises and stores nothing at all."""
         if not items:
             return []
         with self.transaction() as cur:
-            return self._store(cur, items, atomic)
+            results = self._store(cur, items, atomic)
+            due = any(isinstance(r, Accepted) and r.status == Status.QUEUED for r in results)
+            if due:
+                self._announce_due(cur)  # PostgreSQL: NOTIFY, delivered at commit
+        if due:
+            self._announced_due()  # wake the workers (see wakeups.py)
+        return results
 
     def _suppressed_set(
         self, cur: Cursor, pairs: Iterable[tuple[str, str]]

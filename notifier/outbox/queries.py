@@ -10,7 +10,6 @@ from typing import Any
 
 from ..errors import FieldError, StorageError, ValidationError
 from . import sql
-from .base import StoreBase
 from .model import (
     RETRYABLE,
     AttemptRecord,
@@ -24,11 +23,12 @@ from .model import (
     _dt,
     _iso,
 )
+from .wakeups import Wakeups
 
 log = logging.getLogger("notifier.outbox")
 
 
-class Queries(StoreBase):
+class Queries(Wakeups):
     def suppress(
         self,
         brand: str,
@@ -250,6 +250,10 @@ class Queries(StoreBase):
                 [now, now, now, message],
             )
             changed = cur.rowcount
+            if changed:
+                self._announce_due(cur)
+        if changed:
+            self._announced_due()
         if not changed:
             record = self.get(message)  # raises MessageNotFound
             hint = ""
@@ -274,7 +278,12 @@ class Queries(StoreBase):
                 "WHERE status = 'failed'",
                 [now, now, now],
             )
-            return cur.rowcount
+            queued = cur.rowcount
+            if queued:
+                self._announce_due(cur)
+        if queued:
+            self._announced_due()
+        return queued
 
     def purge(self, now: float | None = None, chunk: int = 1000) -> int:
         """Delete final messages (with their bodies and attempts) older than the retention

@@ -34,15 +34,17 @@ from .feedback import Feedback
 from .inserts import Inserts
 from .leases import Leases
 from .queries import Queries
+from .wakeups import Wakeups
 from .webhooks import Webhooks
 
 
-class Outbox(Inserts, Leases, Queries, BrandDns, Feedback, Webhooks):
+class Outbox(Inserts, Leases, Queries, BrandDns, Feedback, Webhooks, Wakeups):
     """Durable storage of messages from acceptance to their final state: storing
     (:class:`Inserts`), leasing and recording outcomes (:class:`Leases`), reading and
     ops (:class:`Queries`), the brands' observed DNS state (:class:`BrandDns`), inbound
     reports (:class:`Feedback`) and webhook endpoints and deliveries
-    (:class:`Webhooks`), over one backend's connections (:class:`StoreBase`)."""
+    (:class:`Webhooks`), waking the workers when mail becomes due (:class:`Wakeups`),
+    over one backend's connections (:class:`StoreBase`)."""
 
 
 __all__ = ["Outbox"]
