@@ -131,6 +131,7 @@ SCHEMA = [
     *brand_dns.POSTGRES_SCHEMA,
     *webhook_model.POSTGRES_SCHEMA,
     *inbound_reports.POSTGRES_SCHEMA,
+    *sql.backfill_latency_buckets(),
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",

@@ -116,6 +116,7 @@ SCHEMA = [
     *brand_dns.SQLITE_SCHEMA,
     *webhook_model.SQLITE_SCHEMA,
     *inbound_reports.SQLITE_SCHEMA,
+    *sql.backfill_latency_buckets(),
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
