@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
 from ..errors import StorageError
 from . import brand_dns, sql, webhook_model
@@ -196,6 +197,9 @@ class PostgresOutbox(Outbox):
         # for this transaction only: COMMIT returns once the WAL is written, not flushed
         self._begin(conn, write)
         conn.execute("SET LOCAL synchronous_commit = off")
+
+    def _pipeline(self, cur: Cursor) -> AbstractContextManager[None]:
+        return cast(AbstractContextManager[None], cur.raw.connection.pipeline())
 
     def _rollback(self, conn: Any) -> None:
         if not conn.closed:
