@@ -18,7 +18,7 @@ One worker process runs one asyncio loop:
   group commit of up to ``flush_size``, not waiting for the disk) while the next group
   gathers. A 250 waits milliseconds for its record, not a timer's tick nor a busy event
   loop: that wait is the window in which a ``kill -9`` makes the next worker send a
-  message again. While ``flush_size`` outcomes are unrecorded the senders wait;
+  message again. While ``max_unrecorded`` outcomes are unrecorded the senders wait;
 * the **heartbeat** extends this worker's leases every ``lease / 3`` (through the
   recorder), so a lease only expires when the worker is gone (``kill -9``, a lost
   machine); then any worker reclaims the message and sends it again with the same
@@ -91,6 +91,9 @@ class WorkerConfig:
     #: at most this many outcomes per transaction (they are written as soon as done),
     #: and at most this many unrecorded before the senders wait for the recorder
     flush_size: int = 100
+    #: senders start no new send while this many 250s wait to be recorded: each is
+    #: sent again if the worker is killed (at most ``flush_size``)
+    max_unrecorded: int = 4
     #: unused since outcomes are written at once; kept so that callers setting it work
     flush_interval: float = 0.1
     #: during a database outage, retries wait ``poll_interval``, doubling up to this
@@ -414,13 +417,13 @@ class Worker:
             await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
-        """Start nothing more while a full transaction of outcomes (``flush_size``)
-        waits to be recorded (a stalled commit, a database outage): every 250 not yet
-        recorded is sent again if the worker dies, so their number stays bounded. Not
-        tighter: on SQLite the recorder waits for the intake's write lock now and then,
-        and a bound of ``concurrency`` cost about 15 % of ``bench/throughput.py``."""
+        """Start nothing more while ``max_unrecorded`` outcomes wait to be recorded (a
+        slow commit on a loaded machine, a database outage): every 250 not yet recorded
+        is sent again if the worker dies, so their number stays small. Under load the
+        recorder takes them all in one commit, so the senders rarely wait long."""
         assert self._room is not None and self._stopping is not None
-        while self._unrecorded >= self.config.flush_size and not self._stopping.is_set():
+        bound = min(self.config.flush_size, self.config.max_unrecorded)
+        while self._unrecorded >= bound and not self._stopping.is_set():
             self._room.clear()
             await self._room.wait()
 
