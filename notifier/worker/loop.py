@@ -39,16 +39,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
 import signal
-import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,10 +53,11 @@ from ..brands import Brand, BrandRegistry
 from ..delivery.transport import Transport
 from ..dns.verify import DnsView, Verifier
 from ..errors import NotifierError, StorageError
-from ..outbox import Claim, Delivery, Outbox, Status
+from ..outbox import Claim, Delivery, Outbox
 from .health import Backoff, DatabaseHealth
 from .job import Job
 from .recorder import Recorder
+from .stats import WorkerStats, worker_name
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -112,42 +110,6 @@ class WorkerConfig:
             raise NotifierError(
                 "worker: poll_interval, flush_interval and backoff_max must be positive"
             )
-
-
-@dataclass
-class WorkerStats:
-    claimed: int = 0
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    released: int = 0
-    lost_leases: int = 0
-    possible_duplicates: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def count(self, status: Status) -> None:
-        name = str(status)
-        if hasattr(self, name):
-            setattr(self, name, getattr(self, name) + 1)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "claimed": self.claimed,
-            "sent": self.sent,
-            "deferred": self.deferred,
-            "failed": self.failed,
-            "suppressed": self.suppressed,
-            "released": self.released,
-            "lost_leases": self.lost_leases,
-            "possible_duplicates": self.possible_duplicates,
-            "seconds": round(time.monotonic() - self.started, 3),
-        }
-
-
-def worker_name() -> str:
-    """The lease token: host, pid and a random part (unique per worker run)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class Worker:
