@@ -168,7 +168,8 @@ def test_deferred_mail_waits_for_its_time_and_no_longer(
     live_box: Outbox, key_dir: Path, smtp_server: SMTPTestServer
 ) -> None:
     deferred = live_box.accept(reminder(1))
-    wait = 6.0
+    first = live_box.accept(reminder(3))
+    wait = 10.0
     due = time.time() + wait
     with live_box.transaction() as cur:  # as a 4xx would leave it
         cur.execute(
@@ -177,13 +178,15 @@ def test_deferred_mail_waits_for_its_time_and_no_longer(
             [due, deferred.id],
         )
     with worker_thread(live_box, key_dir, smtp_server.url):
-        # new mail wakes the worker; the deferred message is not taken along early
+        wait_for(lambda: first.message_id in delivered(smtp_server), "the first", wait / 2)
+        # the worker sleeps now; new mail wakes it, and the deferred message is not
+        # taken along early
         fresh = live_box.accept(reminder(2))
-        wait_for(lambda: fresh.message_id in delivered(smtp_server), "the new message", wait)
+        wait_for(lambda: fresh.message_id in delivered(smtp_server), "the new one", wait / 2)
         assert deferred.message_id not in delivered(smtp_server)
         # nothing wakes it but its own time, long before the poll
         wait_for(lambda: deferred.message_id in delivered(smtp_server), "the deferred one", PROMPT)
     record = live_box.get(deferred.id)
     assert record.status == Status.SENT and record.sent_at is not None
     assert record.sent_at.timestamp() >= due
-    assert len(smtp_server.messages) == 2
+    assert len(smtp_server.messages) == 3
