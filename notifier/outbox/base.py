@@ -11,7 +11,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Self
 
 from ..errors import StorageError
@@ -196,6 +196,11 @@ class StoreBase(ABC):
 
     def _broken(self, conn: Any) -> bool:
         return False
+
+    def _pipeline(self, cur: Cursor) -> AbstractContextManager[None]:
+        """Send the statements of this block without waiting for each answer where the
+        driver can (PostgreSQL's pipeline mode): a reading statement still waits."""
+        return nullcontext()
 
     def close(self) -> None:
         with self._all_lock:

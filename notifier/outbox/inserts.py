@@ -16,11 +16,12 @@ from .base import Cursor
 from .bodies import Bodies, StoredBody
 from .changes import message_events
 from .model import Accepted, NewMessage, Status
+from .wakeups import Wakeups
 
 log = logging.getLogger("notifier.outbox")
 
 
-class Inserts(Bodies):
+class Inserts(Bodies, Wakeups):
     def store(self, items: list[NewMessage], atomic: bool = True) -> list[Accepted | NotifierError]:
         """Insert ``items`` in one transaction; see :meth:`_store`. A storage failure
         raises and stores nothing at all."""
@@ -30,6 +31,11 @@ class Inserts(Bodies):
         bodies = self.encode_bodies(None, [(p.brand, p.data) for p in items])
         with self.transaction() as cur:
             results = self._store(cur, items, atomic, bodies)
+            due = any(isinstance(r, Accepted) and r.status == Status.QUEUED for r in results)
+            if due:
+                self._announce_due(cur)  # PostgreSQL: NOTIFY, delivered at commit
+        if due:
+            self._announced_due()  # wake the workers (see wakeups.py)
         self._maybe_train()
         return results
 

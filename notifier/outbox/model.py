@@ -337,8 +337,16 @@ class NewMessage:
     cancels: tuple[str, ...]
 
 
-#: upper bounds (seconds) of the accept-to-sent latency histogram
+#: upper bounds (seconds) of the accept-to-sent latency histogram: milliseconds when
+#: workers are woken by new mail, hours and days for deferred mail
 LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
     1,
     5,
     15,
@@ -353,6 +361,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     24 * 3600,
     96 * 3600,
 )
+#: the bounds added with wake-ups (below 1 s): counted since then, see
+#: ``sql.backfill_latency_buckets``
+SUBSECOND_BUCKETS: tuple[float, ...] = tuple(b for b in LATENCY_BUCKETS if b < 1)
 #: states a message waits in (counted live); the others are counted as they happen
 LIVE: tuple[Status, ...] = (Status.QUEUED, Status.SENDING, Status.DEFERRED, Status.HELD)
 _LIVE_LIST = ", ".join(f"'{s}'" for s in LIVE)

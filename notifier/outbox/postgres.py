@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
 from ..errors import StorageError
 from . import bodies, brand_dns, search_indexes, sql, tallies, webhook_model
@@ -134,6 +135,7 @@ SCHEMA = [
     *bodies.POSTGRES_SCHEMA,
     *search_indexes.POSTGRES_SCHEMA,
     *tallies.POSTGRES_SCHEMA,
+    *sql.backfill_latency_buckets(),
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
@@ -198,6 +200,9 @@ class PostgresOutbox(Outbox):
         # for this transaction only: COMMIT returns once the WAL is written, not flushed
         self._begin(conn, write)
         conn.execute("SET LOCAL synchronous_commit = off")
+
+    def _pipeline(self, cur: Cursor) -> AbstractContextManager[None]:
+        return cast(AbstractContextManager[None], cur.raw.connection.pipeline())
 
     def _rollback(self, conn: Any) -> None:
         if not conn.closed:

@@ -28,11 +28,12 @@ from .model import (
     _dt,
     _iso,
 )
+from .wakeups import Wakeups
 
 log = logging.getLogger("notifier.outbox")
 
 
-class Queries(Bodies):
+class Queries(Bodies, Wakeups):
     def suppress(
         self,
         brand: str,
@@ -270,6 +271,10 @@ class Queries(Bodies):
                 [now, now, now, message],
             )
             changed = cur.rowcount
+            if changed:
+                self._announce_due(cur)
+        if changed:
+            self._announced_due()
         if not changed:
             record = self.get(message)  # raises MessageNotFound
             hint = ""
@@ -299,7 +304,12 @@ class Queries(Bodies):
                 "WHERE status = 'failed' AND updated_at >= ?",
                 [now, now, now, now - since],
             )
-            return cur.rowcount
+            queued = cur.rowcount
+            if queued:
+                self._announce_due(cur)
+        if queued:
+            self._announced_due()
+        return queued
 
 
 def _record(row: tuple[Any, ...], attempt_log: tuple[AttemptRecord, ...]) -> MessageRecord:

@@ -10,6 +10,7 @@ from .model import (
     LATENCY_BUCKETS,
     LIVE,
     RETRYABLE,
+    SUBSECOND_BUCKETS,
     Status,
     latency_counter,
 )
@@ -86,5 +87,32 @@ def backfill_counters() -> list[str]:
     ]
     statements.append(
         "INSERT INTO outbox_meta (key, value) VALUES ('counters', '1') ON CONFLICT (key) DO NOTHING"
+    )
+    return statements
+
+
+def backfill_latency_buckets() -> list[str]:
+    """Statements that fill the sub-second latency buckets once, for a database whose
+    counters predate them, from the sent messages still stored; run before
+    :func:`backfill_counters` (which fills every bucket of an older database itself).
+
+    The old buckets (1 s and up) keep their names and counts. Messages purged before
+    the upgrade are in those but not in the new ones: each new bucket still never
+    exceeds the next, and every ``rate()`` over a window after the upgrade is exact."""
+    when = (
+        "EXISTS (SELECT 1 FROM outbox_meta WHERE key = 'counters') "
+        "AND NOT EXISTS (SELECT 1 FROM outbox_meta WHERE key = 'latency_subsecond')"
+    )
+    statements = [
+        "INSERT INTO outbox_counters (brand, event, name, value) "
+        f"SELECT brand, event, '{latency_counter(b)}', COUNT(*) FROM outbox_messages "
+        "WHERE status = 'sent' AND sent_at IS NOT NULL "
+        f"AND sent_at - created_at <= {float(b)!r} AND {when} GROUP BY brand, event "
+        "ON CONFLICT (brand, event, name) DO NOTHING"
+        for b in SUBSECOND_BUCKETS
+    ]
+    statements.append(
+        "INSERT INTO outbox_meta (key, value) VALUES ('latency_subsecond', '1') "
+        "ON CONFLICT (key) DO NOTHING"
     )
     return statements

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,7 @@ SCHEMA = [
     *inbound_reports.SQLITE_SCHEMA,
     *search_indexes.SQLITE_SCHEMA,
     *tallies.SQLITE_SCHEMA,
+    *sql.backfill_latency_buckets(),
     *sql.backfill_counters(),
     "INSERT INTO outbox_meta (key, value) VALUES ('schema_version', '1') "
     "ON CONFLICT (key) DO NOTHING",
@@ -143,6 +146,7 @@ class SQLiteOutbox(Outbox):
     def __init__(self, path: Path | str, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.path = Path(path)
+        self._writer = threading.Lock()  # this process's write transactions, in turn
 
     def __repr__(self) -> str:
         return f"SQLiteOutbox({str(self.path)!r})"
@@ -173,10 +177,50 @@ class SQLiteOutbox(Outbox):
         return conn
 
     def _begin(self, conn: Any, write: bool) -> None:
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+        if not write:
+            conn.execute("BEGIN DEFERRED")
+            return
+        # Writers of this process (intake, claimer, recorder) queue on a lock that hands
+        # over the moment it is free; other processes' writers are waited for in steps
+        # of at most 2 ms. SQLite's own busy handler sleeps in steps growing to 100 ms
+        # whether or not the lock was freed meanwhile: with intake, claims and outcomes
+        # taking turns, those sleeps were most of a message's time to inbox.
+        if not self._writer.acquire(timeout=self.config.busy_timeout or -1):
+            raise sqlite3.OperationalError("database is locked (by this process)")
+        self._local.writing = True
+        try:
+            deadline = time.monotonic() + self.config.busy_timeout
+            pause = 0.0002
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                while True:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                        return
+                    except sqlite3.OperationalError as exc:
+                        if "locked" not in str(exc) and "busy" not in str(exc):
+                            raise
+                        if time.monotonic() >= deadline:
+                            raise
+                    time.sleep(pause)
+                    pause = min(2 * pause, 0.002)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout * 1000)}")
+        except BaseException:
+            self._release_writer()
+            raise
+
+    def _release_writer(self) -> None:
+        if getattr(self._local, "writing", False):
+            self._local.writing = False
+            self._writer.release()
 
     def _commit(self, conn: Any) -> None:
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        finally:
+            if not conn.in_transaction:
+                self._release_writer()
 
     def _begin_relaxed(self, conn: Any, write: bool) -> None:
         # NORMAL in WAL mode: the commit reaches the WAL file, fsync waits for the next
@@ -192,8 +236,11 @@ class SQLiteOutbox(Outbox):
             self._drop_conn()
 
     def _rollback(self, conn: Any) -> None:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        finally:
+            self._release_writer()
 
     def _is_driver_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)

@@ -35,16 +35,18 @@ from .inserts import Inserts
 from .leases import Leases
 from .queries import Queries
 from .retention import Retention
+from .wakeups import Wakeups
 from .webhooks import Webhooks
 
 
-class Outbox(Inserts, Leases, Queries, BrandDns, Feedback, Webhooks, Retention):
+class Outbox(Inserts, Leases, Queries, BrandDns, Feedback, Webhooks, Retention, Wakeups):
     """Durable storage of messages from acceptance to their final state: storing
     (:class:`Inserts`), leasing and recording outcomes (:class:`Leases`), reading and
     ops (:class:`Queries`), the brands' observed DNS state (:class:`BrandDns`), inbound
     reports (:class:`Feedback`), webhook endpoints and deliveries (:class:`Webhooks`)
-    and purging (:class:`Retention`), with bodies compressed (:class:`Bodies`), over
-    one backend's connections (:class:`StoreBase`)."""
+    and purging (:class:`Retention`), with bodies compressed (:class:`Bodies`), waking
+    the workers when mail becomes due (:class:`Wakeups`), over one backend's
+    connections (:class:`StoreBase`)."""
 
 
 __all__ = ["Outbox"]

@@ -3,7 +3,12 @@
 One worker process runs one asyncio loop:
 
 * the **claimer** leases batches of due messages (``Outbox.claim``) whenever fewer than
-  one batch is waiting, and sleeps ``poll_interval`` when nothing is due;
+  one batch is waiting; when nothing more is due it sleeps until new mail is announced
+  (:mod:`notifier.outbox.wakeups`: in-process callback, PostgreSQL ``NOTIFY``, a FIFO
+  on SQLite), until the earliest ``next_attempt_at``, or at most ``poll_interval`` (the
+  fallback, should a wake be lost). Wakes coalesce: one arriving within ``wake_gap`` of
+  the last claim waits out the gap, so a steady stream is claimed a few at a time,
+  not one claim per message, and a burst in whole batches;
 * ``concurrency`` **senders** take messages one at a time and walk each through the
   steps of a :class:`~notifier.worker.job.Job` — guard clauses in the manner of
   Postal's outgoing message processor: each step either decides the outcome and
@@ -13,7 +18,7 @@ One worker process runs one asyncio loop:
   group commit of up to ``flush_size``, not waiting for the disk) while the next group
   gathers. A 250 waits milliseconds for its record, not a timer's tick nor a busy event
   loop: that wait is the window in which a ``kill -9`` makes the next worker send a
-  message again. While ``flush_size`` outcomes are unrecorded the senders wait;
+  message again. While ``max_unrecorded`` outcomes are unrecorded the senders wait;
 * the **heartbeat** extends this worker's leases every ``lease / 3`` (through the
   recorder), so a lease only expires when the worker is gone (``kill -9``, a lost
   machine); then any worker reclaims the message and sends it again with the same
@@ -34,16 +39,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
 import signal
-import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,10 +53,11 @@ from ..brands import Brand, BrandRegistry
 from ..delivery.transport import Transport
 from ..dns.verify import DnsView, Verifier
 from ..errors import NotifierError, StorageError
-from ..outbox import Claim, Delivery, Outbox, Status
+from ..outbox import Claim, Delivery, Outbox
 from .health import Backoff, DatabaseHealth
 from .job import Job
 from .recorder import Recorder
+from .stats import WorkerStats, worker_name
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -63,6 +66,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("notifier.worker")
 T = TypeVar("T")
+
+#: the shortest idle sleep (a due message another worker is claiming right now)
+MIN_SLEEP = 0.005
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,18 @@ class WorkerConfig:
     batch_size: int = 100
     #: messages in flight at once (the relay pool's size bounds connections)
     concurrency: int = 16
-    #: sleep between claims when nothing is due
+    #: sleep between claims when nothing is due and no wake-up came (the fallback)
     poll_interval: float = 1.0
+    #: a wake-up within this long of the last claim waits out the rest (coalescing)
+    wake_gap: float = 0.004
     #: extend leases this often; default a third of the lease
     heartbeat_interval: float | None = None
     #: at most this many outcomes per transaction (they are written as soon as done),
     #: and at most this many unrecorded before the senders wait for the recorder
     flush_size: int = 100
+    #: senders start no new send while this many 250s wait to be recorded: each is
+    #: sent again if the worker is killed (at most ``flush_size``)
+    max_unrecorded: int = 4
     #: unused since outcomes are written at once; kept so that callers setting it work
     flush_interval: float = 0.1
     #: during a database outage, retries wait ``poll_interval``, doubling up to this
@@ -99,42 +110,6 @@ class WorkerConfig:
             raise NotifierError(
                 "worker: poll_interval, flush_interval and backoff_max must be positive"
             )
-
-
-@dataclass
-class WorkerStats:
-    claimed: int = 0
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    released: int = 0
-    lost_leases: int = 0
-    possible_duplicates: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def count(self, status: Status) -> None:
-        name = str(status)
-        if hasattr(self, name):
-            setattr(self, name, getattr(self, name) + 1)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "claimed": self.claimed,
-            "sent": self.sent,
-            "deferred": self.deferred,
-            "failed": self.failed,
-            "suppressed": self.suppressed,
-            "released": self.released,
-            "lost_leases": self.lost_leases,
-            "possible_duplicates": self.possible_duplicates,
-            "seconds": round(time.monotonic() - self.started, 3),
-        }
-
-
-def worker_name() -> str:
-    """The lease token: host, pid and a random part (unique per worker run)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class Worker:
@@ -178,6 +153,9 @@ class Worker:
         self._unstarted: list[int] = []
         self._active = 0
         self._last_housekeeping = -1e18
+        self._space_wanted = False  # the claimer waits for the senders to make room
+        self._until_idle = False
+        self._last_claim = -1e18
         #: which checked brands sign as themselves (read at sign time by each job)
         self.dns = dns or DnsView(outbox, self.config.dns_refresh)
         #: runs the periodic DNS checks (None: this worker does not check brands)
@@ -250,6 +228,14 @@ class Worker:
             recorded=self._recorded,
         )
         recorder.start(asyncio.get_running_loop())
+        self._until_idle = until_idle
+        poke = self._poker(asyncio.get_running_loop(), self._wake)
+        unregister = self.outbox.on_due(poke)  # this process's intake (notifier serve)
+        try:
+            listener = self.outbox.listen_due(poke)  # other processes' intake
+        except (OSError, StorageError) as exc:
+            log.warning("worker %s: no wake-ups (polling only): %s", self.name, exc)
+            listener = None
         hooks = asyncio.create_task(self.webhooks.run()) if self.webhooks else None
         senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -258,6 +244,9 @@ class Worker:
             await self._housekeeping()
             await self._claimer(until_idle)
         finally:
+            unregister()
+            if listener is not None:
+                await asyncio.to_thread(listener.close)
             self._stopping.set()
             self._room.set()
             for _ in senders:
@@ -280,14 +269,30 @@ class Worker:
             log.info("worker %s stopped: %s", self.name, self.stats.as_dict())
         return self.stats
 
+    @staticmethod
+    def _poker(loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> Callable[[], None]:
+        """A wake-up callable from any thread (the intake's, a listener's)."""
+
+        def poke() -> None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop has closed: nobody to wake
+                pass
+
+        return poke
+
     async def _claimer(self, until_idle: bool) -> None:
         assert self._stopping is not None and self._wake is not None
         cfg = self.config
         backoff = self._backoff()
         while not self._stopping.is_set():
+            # cleared before the claim: a wake that comes during it claims again
+            self._wake.clear()
             await self._maybe_housekeeping()
             self._maybe_check_dns()
             if self._todo.qsize() < cfg.batch_size:
+                self._space_wanted = False
+                self._last_claim = time.monotonic()
                 try:
                     await self._follow_dns()
                     claims = await self._db_call(
@@ -305,18 +310,40 @@ class Worker:
                     self._in_hand.add(c.id)
                     self._todo.put_nowait(c)
                 self.stats.claimed += len(claims)
-                if claims:
+                if len(claims) >= cfg.batch_size or (claims and until_idle):
+                    continue  # more may be due
+                if until_idle:
+                    if not claims and self._todo.empty() and self._active == 0:
+                        return
+                    await self._sleep(cfg.poll_interval)
                     continue
-                if until_idle and self._todo.empty() and self._active == 0:
-                    return
-                await self._sleep(cfg.poll_interval)
+                await self._idle()  # all that was due is claimed
             else:
+                self._space_wanted = True
                 await self._sleep(cfg.poll_interval)
 
+    async def _idle(self) -> None:
+        """Sleep until mail is announced, the earliest deferred message is due, or the
+        fallback poll; then, if the last claim was less than ``wake_gap`` ago, wait out
+        the gap so that the wakes of a steady stream share a claim."""
+        cfg = self.config
+        timeout = cfg.poll_interval
+        try:
+            due = await self._db_call("next due", self.outbox.next_due)
+        except StorageError:
+            due = None
+        if due is not None:
+            timeout = min(timeout, max(MIN_SLEEP, due - self.clock()))
+        await self._sleep(timeout)
+        gap = cfg.wake_gap - (time.monotonic() - self._last_claim)
+        if gap > 0 and not self.stopping:
+            await asyncio.sleep(gap)
+
     async def _sleep(self, seconds: float, *, wake: bool = True) -> None:
-        """Sleep until ``seconds`` pass, stop, or (with ``wake``) a sender frees room."""
+        """Sleep until ``seconds`` pass, stop, or (with ``wake``) new mail or a sender
+        that frees room wakes the claimer (the claimer clears the event before it
+        claims, so a wake that came since is not lost)."""
         assert self._wake is not None and self._stopping is not None
-        self._wake.clear()
         if self._stopping.is_set():
             return
         try:
@@ -342,7 +369,9 @@ class Worker:
                 self._active -= 1
             self._recorder.add(delivery)  # committed at once, on the recorder's thread
             self._unrecorded += 1
-            if self._todo.qsize() < self.config.batch_size:
+            if (self._space_wanted or self._until_idle) and (
+                self._todo.qsize() < self.config.batch_size
+            ):
                 self._wake.set()
             # let the other senders whose 250 has arrived hand theirs over too before
             # this one signs its next message (milliseconds of CPU each)
@@ -350,13 +379,13 @@ class Worker:
             await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
-        """Start nothing more while a full transaction of outcomes (``flush_size``)
-        waits to be recorded (a stalled commit, a database outage): every 250 not yet
-        recorded is sent again if the worker dies, so their number stays bounded. Not
-        tighter: on SQLite the recorder waits for the intake's write lock now and then,
-        and a bound of ``concurrency`` cost about 15 % of ``bench/throughput.py``."""
+        """Start nothing more while ``max_unrecorded`` outcomes wait to be recorded (a
+        slow commit on a loaded machine, a database outage): every 250 not yet recorded
+        is sent again if the worker dies, so their number stays small. Under load the
+        recorder takes them all in one commit, so the senders rarely wait long."""
         assert self._room is not None and self._stopping is not None
-        while self._unrecorded >= self.config.flush_size and not self._stopping.is_set():
+        bound = min(self.config.flush_size, self.config.max_unrecorded)
+        while self._unrecorded >= bound and not self._stopping.is_set():
             self._room.clear()
             await self._room.wait()
 

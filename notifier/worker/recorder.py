@@ -13,9 +13,11 @@ fsync, not the work, was most of the window (a small PostgreSQL commit: p50 4 ms
 it, 0.2 ms without; tens of ms on a busy disk), and an outcome lost in a crash of the
 database machine only means a message sent again, flagged ``possible_duplicate``,
 exactly as after a killed worker. Under load a commit
-takes many outcomes, so throughput does not suffer; the senders wait only when a whole
-``flush_size`` of outcomes is unrecorded (a stalled or unreachable database), so a
-worker never holds more 250s than that which a crash would repeat. Before
+takes many outcomes, so throughput does not suffer; the senders start no new send
+while ``max_unrecorded`` outcomes wait (a slow commit on a loaded machine, a database
+outage), so a worker never holds more 250s than that which a crash would repeat. On
+PostgreSQL ``complete`` is pipelined: on a loaded machine each round trip waits for a
+CPU and for the GIL, and those waits, not the work, made the window. Before
 the first claim the recorder opens and warms its connection (``Outbox.warm_up``): a
 fresh PostgreSQL backend's first commit took longer than a hundred sends under load.
 The heartbeat goes through the same thread, so it never races a commit over the same

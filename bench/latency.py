@@ -1,0 +1,363 @@
+"""Time to inbox: from the accept time stored with a message to the relay's 250.
+
+For each set-up and rate, events are posted one per request to a real ``notifier
+serve`` over HTTP, open-loop (each at its scheduled time, whatever the answers before
+it), and relayed by the workers to an aiosmtpd server on loopback, in a process of its
+own, which notes the time of each 250 by Message-ID. The latency of a message is that
+time less its ``created_at``.
+
+Set-ups (``--only`` picks some):
+
+* ``sqlite/serve``: ``notifier serve`` with its in-process worker, SQLite;
+* ``sqlite/workers``: ``notifier serve --no-worker`` and ``--workers`` separate
+  ``notifier worker`` processes, SQLite;
+* ``postgres/workers``: the same on PostgreSQL (``--database-url`` or
+  ``NOTIFIER_TEST_DATABASE_URL``; ``scripts/start-postgres.sh`` prints one).
+
+    python bench/latency.py --json
+    python bench/latency.py --only sqlite/serve --rates 2,50,300 --seconds 30
+
+``--json`` prints one object per set-up and rate: ``{"database", "mode", "rate", "n",
+"p50_ms", "p90_ms", "p99_ms", "max_ms"}``. Goals (issue 14): p50 <= 30 ms and p99 <=
+150 ms at 2 and at 300 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# bench/ holds scripts named like libraries (bench/dkim.py): never import from it
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+BRANDS = ("acme", "kustwebb", "nordname")
+LANGS = ("fi", "sv", "en")
+SETUPS = ("sqlite/serve", "sqlite/workers", "postgres/workers")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not start")
+
+
+# --- the SMTP server (a process of its own: its CPU is not the client's) ----------------
+
+
+def smtp_server_main(port: int, out: Path) -> None:
+    """aiosmtpd on 127.0.0.1:port; one line ``<time of the 250> <Message-ID>`` per
+    message, written before the 250 is answered."""
+    from aiosmtpd.controller import Controller
+
+    sink = out.open("a", buffering=1)
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            message_id = "?"
+            for line in bytes(envelope.original_content or b"").split(b"\r\n"):
+                if not line:
+                    break
+                if line[:11].lower() == b"message-id:":
+                    message_id = line[11:].strip().decode()
+                    break
+            sink.write(f"{time.time():.6f} {message_id}\n")
+            return "250 2.0.0 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    controller.stop()
+
+
+def start_smtp(work: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    out = work / "smtp-250.log"
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--smtp-server", str(port), str(out)],
+        stdin=subprocess.DEVNULL,
+    )
+    wait_port(port, proc, "the SMTP server")
+    return proc, port, out
+
+
+def read_250s(out: Path) -> dict[str, float]:
+    times: dict[str, float] = {}
+    if out.exists():
+        for line in out.read_text().splitlines():
+            at, _, message_id = line.partition(" ")
+            times.setdefault(message_id, float(at))
+    return times
+
+
+# --- one set-up ------------------------------------------------------------------------------
+
+
+def event(i: int, run: str) -> dict[str, Any]:
+    from notifier import events as catalog
+
+    spec = catalog.CATALOG["domain.renewal_reminder"]
+    return {
+        "event": "domain.renewal_reminder",
+        "brand": BRANDS[i % len(BRANDS)],
+        "recipient": {
+            "email": f"holder{i}@customer{i % 997}.example",
+            "name": f"Holder {i}",
+            "language": LANGS[(i // 3) % len(LANGS)],
+        },
+        "data": {**spec.sample, "domain": f"{run}-{i}.fi", "days_left": 30 if i % 2 else 7},
+        "idempotency_key": f"{run}-{i}",
+    }
+
+
+class Setup:
+    """Fresh database, ``notifier serve`` (with or without its worker) and workers."""
+
+    def __init__(self, name: str, work: Path, args: argparse.Namespace, smtp_port: int) -> None:
+        self.database, self.mode = name.split("/")
+        self.work = work
+        self.args = args
+        self.schema: str | None = None
+        if self.database == "sqlite":
+            self.db_url = f"sqlite:///{work / 'var' / 'notifier.db'}"
+        else:
+            base = args.database_url
+            if not base:
+                raise SystemExit(f"{name} needs --database-url or NOTIFIER_TEST_DATABASE_URL")
+            import psycopg
+
+            self.schema = f"latency_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {self.schema}")
+            sep = "&" if "?" in base else "?"
+            self.db_url = f"{base}{sep}options=-csearch_path%3D{self.schema}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        self.env.update(
+            NOTIFIER_VAR_DIR=str(work / "var"),
+            NOTIFIER_KEY_DIR=str(args.keys),
+            NOTIFIER_SECRET_KEY="bench-secret",
+            NOTIFIER_DATABASE_URL=self.db_url,
+            NOTIFIER_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}",
+            NOTIFIER_DNS_RECHECK="off",
+            PYTHONPATH=str(ROOT),
+        )
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.seen: set[str] = set()  # messages measured already
+        self.port = free_port()
+        self.token = self._token()
+
+    def _token(self) -> str:
+        from notifier.config import Settings
+        from notifier.outbox import open_outbox
+        from notifier.tokens import TokenStore
+
+        settings = Settings(var_dir=self.work / "var")
+        with open_outbox(settings, url=self.db_url) as box:
+            return TokenStore(box).create(["events:write"], label="latency bench")[1]
+
+    def _spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
+        with (self.work / log).open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", *argv],
+                env=self.env,
+                cwd=self.work,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        serve = ["notifier.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.mode == "workers":
+            serve.append("--no-worker")
+            for n in range(self.args.workers):
+                self._spawn(["notifier.worker"], f"worker-{n}.log")
+        wait_port(self.port, self._spawn(serve, "serve.log"), "notifier serve")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.schema:
+            import psycopg
+
+            with psycopg.connect(self.args.database_url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
+
+    def created(self) -> dict[str, float]:
+        """Message-ID → created_at of every message stored."""
+        from notifier.config import Settings
+        from notifier.outbox import open_outbox
+
+        settings = Settings(var_dir=self.work / "var")
+        with open_outbox(settings, url=self.db_url) as box, box.transaction(False) as cur:
+            rows = cur.execute("SELECT message_id, created_at FROM outbox_messages").fetchall()
+        return {str(m): float(c) for m, c in rows}
+
+
+async def post_open_loop(url: str, token: str, events: list[dict[str, Any]], rate: float) -> int:
+    """Post each event at its scheduled time (open loop); returns how many got 202."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def one(body: dict[str, Any]) -> bool:
+            for attempt in range(3):  # a keep-alive connection the server just closed
+                try:
+                    answer = await client.post("/v1/events", json=body, headers=headers)
+                    break
+                except httpx.TransportError:  # the idempotency key makes a retry safe
+                    if attempt == 2:
+                        raise
+            if answer.status_code != 202:
+                print(f"POST: {answer.status_code} {answer.text[:200]}", file=sys.stderr)
+            return answer.status_code == 202
+
+        start = time.monotonic()
+        tasks = []
+        for i, body in enumerate(events):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body)))
+        return sum(await asyncio.gather(*tasks))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def measure(setup: Setup, rate: float, n: int, smtp_log: Path, timeout: float) -> dict[str, Any]:
+    """Post ``n`` events at ``rate``; the latencies of their messages (all delivered,
+    or what was within ``timeout``)."""
+    events = [event(i, f"r{uuid.uuid4().hex[:8]}") for i in range(n)]
+    url = f"http://127.0.0.1:{setup.port}"
+    accepted = asyncio.run(post_open_loop(url, setup.token, events, rate))
+    deadline = time.monotonic() + timeout
+    while True:
+        times = read_250s(smtp_log)
+        fresh = {m: times[m] - c for m, c in setup.created().items() if m in times}
+        fresh = {m: v for m, v in fresh.items() if m not in setup.seen}
+        if len(fresh) >= accepted or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    setup.seen.update(fresh)
+    latencies = [1000 * max(0.0, v) for v in fresh.values()] or [float("nan")]
+    if len(fresh) < accepted:
+        print(f"only {len(fresh)} of {accepted} delivered in time", file=sys.stderr)
+    return {
+        "database": setup.database,
+        "mode": setup.mode,
+        "rate": rate,
+        "n": len(fresh),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p90_ms": round(percentile(latencies, 0.90), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1),
+    }
+
+
+def make_keys(folder: Path) -> None:
+    from notifier.compose.pipeline import Pipeline
+    from notifier.config import Secret, Settings
+    from notifier.signing.keys import KeyStore
+
+    settings = Settings(var_dir=folder.parent / "keys-var", secret_key=Secret("bench-secret"))
+    store = KeyStore(folder)
+    for brand in Pipeline(settings).brands.all():
+        for sel in brand.dkim:
+            store.generate(brand, sel.name, sel.algorithm, bits=2048)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--rates", default="2,300", help="events/s, comma-separated")
+    ap.add_argument("--seconds", type=float, default=20.0, help="posting time per rate")
+    ap.add_argument("--min-n", type=int, default=60, help="at least this many per rate")
+    ap.add_argument("--max-n", type=int, default=4000, help="at most this many per rate")
+    ap.add_argument("--only", default=",".join(SETUPS), help="set-ups, comma-separated")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (workers mode)")
+    ap.add_argument("--database-url", default=os.environ.get("NOTIFIER_TEST_DATABASE_URL"))
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--smtp-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.smtp_server:
+        smtp_server_main(int(args.smtp_server[0]), Path(args.smtp_server[1]))
+        return
+    rates = [float(r) for r in args.rates.split(",") if r]
+    work_root = Path(tempfile.mkdtemp(prefix="notifier-latency-"))
+    args.keys = work_root / "keys"
+    make_keys(args.keys)
+    smtp, smtp_port, smtp_log = start_smtp(work_root)
+    try:
+        for name in [s for s in args.only.split(",") if s]:
+            if name not in SETUPS:
+                raise SystemExit(f"unknown set-up {name!r}; one of {', '.join(SETUPS)}")
+            work = work_root / name.replace("/", "-")
+            (work / "var").mkdir(parents=True)
+            setup = Setup(name, work, args, smtp_port)
+            try:
+                setup.start()
+                measure(setup, 5, 10, smtp_log, 120)  # warm up: not reported
+                for rate in rates:
+                    n = int(min(args.max_n, max(args.min_n, rate * args.seconds)))
+                    result = measure(setup, rate, n, smtp_log, 300)
+                    if args.json:
+                        print(json.dumps(result), flush=True)
+                    else:
+                        print(
+                            f"{name:18} {rate:6g}/s  n={result['n']:5}  p50 "
+                            f"{result['p50_ms']:7.1f} ms  p90 {result['p90_ms']:7.1f}  p99 "
+                            f"{result['p99_ms']:7.1f}  max {result['max_ms']:7.1f}",
+                            flush=True,
+                        )
+            finally:
+                setup.stop()
+    finally:
+        smtp.send_signal(signal.SIGTERM)
+        try:
+            smtp.wait(10)
+        except subprocess.TimeoutExpired:
+            smtp.kill()
+        shutil.rmtree(work_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
