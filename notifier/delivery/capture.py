@@ -44,6 +44,8 @@ class CaptureTransport:
     async def send(self, envelope: Envelope) -> AttemptResult:
         try:
             msg = prepare(envelope)
+            if envelope.ready is not None:
+                await envelope.ready()
             path = await asyncio.to_thread(self._write, msg)
         except DeliveryError as exc:
             return result_from_error(exc, envelope)

@@ -223,6 +223,8 @@ class SMTPEngine:
         pool.users += 1  # counted while waiting too, so the sweep never drops a busy pool
         try:
             async with pool.slots:
+                if msg.envelope.ready is not None:
+                    await msg.envelope.ready()
                 return await self._deliver_on(pool, ep, msg)
         finally:
             pool.users -= 1

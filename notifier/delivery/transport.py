@@ -8,6 +8,7 @@ capture (the embedded default: an .eml per message under ``var/mail/``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -22,6 +23,10 @@ class Envelope:
     mail_from: str
     rcpt_to: str
     data: bytes  # signed RFC 5322 bytes, CRLF line ends
+    #: awaited once the transport holds what it sends on (a pooled connection), just
+    #: before the transaction: the worker holds sends there while too many 250s wait to
+    #: be recorded, since each of them is sent again if the worker is killed
+    ready: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

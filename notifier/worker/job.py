@@ -54,6 +54,10 @@ class JobContext(Protocol):
     @property
     def dns(self) -> DnsView: ...
 
+    async def ready_to_send(self) -> None:
+        """Awaited with a connection in hand, before the transaction (Envelope.ready)."""
+        ...
+
 
 class Job:
     """One claimed message through the send steps.
@@ -194,7 +198,13 @@ class Job:
 
     async def deliver(self) -> Delivery:
         c = self.claim
-        envelope = Envelope(c.message_id, self.envelope_sender(), c.rcpt_to, self.signed)
+        envelope = Envelope(
+            c.message_id,
+            self.envelope_sender(),
+            c.rcpt_to,
+            self.signed,
+            ready=self.worker.ready_to_send,
+        )
         try:
             result = await self.worker.transport.send(envelope)
         except Exception as exc:  # a transport must not raise; if it does, retry later

@@ -378,6 +378,14 @@ class Worker:
             await asyncio.sleep(0)
             await self._wait_for_room()
 
+    async def ready_to_send(self) -> None:
+        """The gate every send passes once it holds a connection (Envelope.ready):
+        senders that queued for a connection while outcomes piled up would otherwise all
+        send, each adding a 250 that a ``kill -9`` makes the next worker send again.
+        With it, a killed worker leaves at most ``max_unrecorded`` plus one per
+        connection unrecorded, however slow the commits (a loaded machine)."""
+        await self._wait_for_room()
+
     async def _wait_for_room(self) -> None:
         """Start nothing more while ``max_unrecorded`` outcomes wait to be recorded (a
         slow commit on a loaded machine, a database outage): every 250 not yet recorded
