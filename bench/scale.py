@@ -185,7 +185,9 @@ def fill(box: Outbox, templates: Templates, size: int, now: float) -> None:
                 created = now - 730 * DAY * (1 - (i % 100_000) / 100_000)
             updated = created + 2.0
             sent = status == "sent"
-            nxt = created if status == "queued" else now + 300 + i % 7200
+            # deferred: due a day or more after the fill began, so that a fill that takes
+            # most of an hour (10M) measures the same backlog as a short one
+            nxt = created if status == "queued" else now + DAY + i % 7200
             messages.append(
                 (
                     i + 1,
