@@ -28,6 +28,8 @@ class Cursor:
     def __init__(self, outbox: StoreBase, raw: Any) -> None:
         self._outbox = outbox
         self.raw = raw
+        #: run once the transaction has committed (never after a rollback)
+        self.after_commit: list[Callable[[], None]] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         self.raw.execute(self._outbox._sql(sql), tuple(params))
@@ -163,7 +165,9 @@ class StoreBase(ABC):
 
         ``durable=False``: the commit returns before it is flushed to disk. It survives
         the process that made it (``kill -9``) but not a crash of the database machine;
-        only for records whose loss means work done again, never for accepted mail."""
+        only for records whose loss means work done again, never for accepted mail.
+
+        ``cur.after_commit``: what to do once the commit is done (e.g. wake workers)."""
         conn = self._conn()
         try:
             (self._begin if durable else self._begin_relaxed)(conn, write)
@@ -184,6 +188,8 @@ class StoreBase(ABC):
         finally:
             if not durable:
                 self._end_relaxed(conn)
+        for callback in cur.after_commit:
+            callback()
 
     def _begin_relaxed(self, conn: Any, write: bool) -> None:
         """Begin a transaction whose commit need not wait for the disk (a backend that

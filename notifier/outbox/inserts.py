@@ -31,11 +31,8 @@ class Inserts(Bodies, Wakeups):
         bodies = self.encode_bodies(None, [(p.brand, p.data) for p in items])
         with self.transaction() as cur:
             results = self._store(cur, items, atomic, bodies)
-            due = any(isinstance(r, Accepted) and r.status == Status.QUEUED for r in results)
-            if due:
-                self._announce_due(cur)  # PostgreSQL: NOTIFY, delivered at commit
-        if due:
-            self._announced_due()  # wake the workers (see wakeups.py)
+            if any(isinstance(r, Accepted) and r.status == Status.QUEUED for r in results):
+                self._announce_due(cur)  # wakes the workers once committed (wakeups.py)
         self._maybe_train()
         return results
 

@@ -277,8 +277,6 @@ class Leases(Bodies, Wakeups):
                     total += cur.rowcount
             if total:
                 self._announce_due(cur)  # another worker takes them at once
-        if total:
-            self._announced_due()
         return total
 
     def release_held(self, brand_ids: Iterable[str]) -> int:
@@ -299,6 +297,4 @@ class Leases(Bodies, Wakeups):
             released = cur.rowcount
             if released:
                 self._announce_due(cur)
-        if released:
-            self._announced_due()
         return released

@@ -273,8 +273,6 @@ class Queries(Bodies, Wakeups):
             changed = cur.rowcount
             if changed:
                 self._announce_due(cur)
-        if changed:
-            self._announced_due()
         if not changed:
             record = self.get(message)  # raises MessageNotFound
             hint = ""
@@ -307,8 +305,6 @@ class Queries(Bodies, Wakeups):
             queued = cur.rowcount
             if queued:
                 self._announce_due(cur)
-        if queued:
-            self._announced_due()
         return queued
 
 

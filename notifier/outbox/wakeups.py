@@ -53,30 +53,40 @@ class Listener(Protocol):
 class Wakeups(StoreBase):
     """Announcing due mail (writers) and listening for it (workers)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: this process's listeners (:meth:`on_due`)
+        self._wake_callbacks: list[Callable[[], None]] = []
+        #: this process's FIFOs, which its own announcements skip
+        self._wake_fifos: set[str] = set()
+
     # --- announcing ---------------------------------------------------------------------
 
     def _announce_due(self, cur: Cursor) -> None:
         """Inside the transaction that makes mail due: on PostgreSQL the NOTIFY, which is
-        delivered only if and when this transaction commits."""
+        delivered only if and when this transaction commits; after the commit, once per
+        transaction, :meth:`_announced_due`."""
         if self.kind == "postgres":
             cur.execute(f"NOTIFY {CHANNEL}")
+        if self._announced_due not in cur.after_commit:
+            cur.after_commit.append(self._announced_due)
 
     def _announced_due(self) -> None:
         """After that transaction committed: this process's listeners and, on SQLite,
         the other processes' workers. Never raises."""
-        for callback in list(self._due_callbacks()):
+        for callback in list(self._wake_callbacks):
             try:
                 callback()
             except Exception:  # a listener's bug must not fail the caller's commit
                 log.exception("a due-mail callback failed")
         directory = self._fifo_dir()
         if directory is not None:
-            _poke_fifos(directory, self._fifo_prefix(), self._own_fifos())
+            _poke_fifos(directory, self._fifo_prefix(), self._wake_fifos)
 
     def on_due(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (from any thread) after each commit in this process that
         makes mail due; returns the function that unregisters it."""
-        callbacks = self._due_callbacks()
+        callbacks = self._wake_callbacks
         callbacks.append(callback)
 
         def remove() -> None:
@@ -84,18 +94,6 @@ class Wakeups(StoreBase):
                 callbacks.remove(callback)
 
         return remove
-
-    def _due_callbacks(self) -> list[Callable[[], None]]:
-        found: list[Callable[[], None]] | None = self.__dict__.get("_wake_callbacks")
-        if found is None:
-            found = self.__dict__.setdefault("_wake_callbacks", [])
-        return found
-
-    def _own_fifos(self) -> set[str]:
-        found: set[str] | None = self.__dict__.get("_wake_fifos")
-        if found is None:
-            found = self.__dict__.setdefault("_wake_fifos", set())
-        return found
 
     def _fifo_dir(self) -> Path | None:
         path = getattr(self, "path", None)
@@ -119,7 +117,7 @@ class Wakeups(StoreBase):
         directory = self._fifo_dir()
         if directory is None:
             return _Nothing()
-        fifo = _FifoListener(directory, self._fifo_prefix(), callback, self._own_fifos())
+        fifo = _FifoListener(directory, self._fifo_prefix(), callback, self._wake_fifos)
         fifo.start()
         return fifo
 
