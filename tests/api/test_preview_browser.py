@@ -45,7 +45,7 @@ REQUIRED = os.environ.get("NOTIFIER_TEST_REQUIRE_BROWSER") == "1"
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -240,6 +240,23 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 def _wait(driver: Any, condition: Any) -> Any:
     return WebDriverWait(driver, 30, poll_frequency=0.1).until(condition)
+
+
+def _load(driver: Any, element: Any, element_id: str) -> None:
+    """Click ``element``, which loads a new page, and wait for that page's ``element_id``:
+    waiting for the id alone returns at once when the old page has it too, and the next
+    look at the page then finds the old document gone (a stale element)."""
+    element.click()
+    _wait(driver, lambda d: _stale(element))
+    _wait(driver, lambda d: d.find_elements(By.ID, element_id))
+
+
+def _stale(element: Any) -> bool:
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
 
 
 def _sign_in(driver: Any, server: Server, token: str) -> None:
@@ -443,13 +460,11 @@ def test_axe_finds_no_violation_on_any_preview_page(
         audit("preview")
         driver.get(f"{server.url}/preview/brands/acme?event=domain.renewal_reminder&lang=sv")
         audit("preview sv mail")
-        driver.find_element(By.ID, "update").click()
-        _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "button#lang-en"))
+        _load(driver, driver.find_element(By.ID, "update"), "lang-en")
         audit("preview edited (form)")
         driver.find_element(By.ID, "data").clear()
         driver.find_element(By.ID, "data").send_keys("{")
-        driver.find_element(By.ID, "update").click()
-        _wait(driver, lambda d: d.find_elements(By.ID, "data-errors"))
+        _load(driver, driver.find_element(By.ID, "update"), "data-errors")
         audit("preview with data errors")
         driver.get(f"{server.url}/preview/brands/acme/sent")
         audit("sent mail")
@@ -470,19 +485,18 @@ def test_axe_finds_no_violation_on_any_preview_page(
         assert "scrollable-region-focusable" in {v["id"] for v in control}, control
         driver.get(f"{server.url}/preview/brands/acme/domain")
         audit("domain setup")
-        driver.find_element(By.ID, "check-now").click()
-        _wait(driver, lambda d: d.find_elements(By.ID, "checked-at"))
+        # the page may already show an earlier check (another ui's run): _load waits
+        # for the POST's new page, not for an element the old page has too
+        _load(driver, driver.find_element(By.ID, "check-now"), "checked-at")
         audit("domain setup, checked")
         driver.get(f"{server.url}/preview/mail")
         audit("captured mail (reseller)")
-        driver.find_element(By.ID, "sign-out").click()
-        _wait(driver, lambda d: d.find_elements(By.ID, "token"))
+        _load(driver, driver.find_element(By.ID, "sign-out"), "token")
         _sign_in(driver, server, server.admin)
         audit("brands (admin)")
         driver.get(f"{server.url}/preview/mail")
         audit("captured mail")
-        driver.find_element(By.CSS_SELECTOR, "#captured tbody a").click()  # (admin: all)
-        _wait(driver, lambda d: d.find_elements(By.ID, "mail-text"))
+        _load(driver, driver.find_element(By.CSS_SELECTOR, "#captured tbody a"), "mail-text")
         audit("captured message")
         driver.get(f"{server.url}/preview/brands/skriptikoe?event=domain.renewal_reminder")
         audit("preview (admin, another brand)")
