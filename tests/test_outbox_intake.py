@@ -105,16 +105,27 @@ def test_a_batch_prepared_in_worker_processes_is_the_batch_prepared_inline(
     for a, b in zip(pooled, inline, strict=True):
         if isinstance(a, Accepted) and isinstance(b, Accepted):
             assert _parts(pool_box, a.id) == _parts(inline_box, b.id)
-    # the workers really did the work, and a small list stays in this process
+    # the workers really did the work
     assert pool_box.preparer._pool is not None
     assert pool_box.preparer.start() == pids
 
 
-def test_small_lists_stay_in_process(pool_box: Outbox) -> None:
+def test_a_lone_event_is_prepared_in_the_workers_too(
+    pool_box: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit of single events (even of one) renders in the workers: this
+    process's interpreter also parses the requests and runs serve's delivery worker."""
     assert isinstance(pool_box.preparer, PoolPreparer)
-    results = pool_box.accept_each([reminder(i) for i in range(3)])
+
+    def not_here(*_: Any) -> Any:
+        raise AssertionError("prepared in the API's process")
+
+    monkeypatch.setattr(InlinePreparer, "prepare", not_here)  # this process only
+    results = pool_box.accept_each([reminder(0)])
+    assert [_summary(r) for r in results] == [("ok", "queued", "fi", False)]
+    assert pool_box.preparer._pool is not None
+    results = pool_box.accept_each([reminder(i) for i in range(1, 4)])
     assert all(isinstance(r, Accepted) for r in results)
-    assert pool_box.preparer._pool is None  # never started
 
 
 def test_an_atomic_batch_in_workers_still_rejects_as_a_whole(pool_box: Outbox) -> None:

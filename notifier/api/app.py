@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,15 @@ log = logging.getLogger("notifier.api")
 
 #: how long shutdown waits for the in-process worker to finish its sends in flight
 WORKER_STOP_SECONDS = 60
+
+#: FastAPI's native OpenTelemetry (recent releases) asks on every request whether a
+#: tracer is configured (environment lookups included): a few per cent of an accept's
+#: CPU. notifier exports its own metrics (/metrics); the hooks stay off.
+_NO_OPENTELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 DESCRIPTION = """\
 Transactional mail for the registry, billing and reseller systems.
@@ -115,6 +125,7 @@ def create_app(
         docs_url=None,  # served from the installed bundle: see docs.py
         redoc_url=None,
         openapi_url="/openapi.json",
+        **_NO_OPENTELEMETRY,
     )
     app.state.settings = settings
     app.state.pipeline = pipeline

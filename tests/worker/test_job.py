@@ -156,10 +156,10 @@ def test_stale_message_fails_447_without_sending(
 
 
 class PoisonSigner(Signer):
-    def sign(self, message: bytes, brand: Any) -> bytes:
+    def sign(self, message: bytes, brand: Any, *, check_alignment: bool = True) -> bytes:
         if b"poison@" in message:
             raise SigningError("selector key unreadable")
-        return super().sign(message, brand)
+        return super().sign(message, brand, check_alignment=check_alignment)
 
 
 def test_poison_message_waits_with_a_reason_and_the_queue_flows(
