@@ -11,7 +11,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol
 
 from ..delivery.policy import Decision, decide, expired
 from ..delivery.transport import AttemptResult, Envelope, Transport
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Job", "JobContext"]
 
 log = logging.getLogger("notifier.worker")
-T = TypeVar("T")
 
 
 class JobContext(Protocol):
@@ -57,10 +56,6 @@ class JobContext(Protocol):
 
     async def ready_to_send(self) -> None:
         """Awaited with a connection in hand, before the transaction (Envelope.ready)."""
-        ...
-
-    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on another thread: CPU work that releases the GIL (signing)."""
         ...
 
 
@@ -178,12 +173,10 @@ class Job:
         assert self.brand is not None
         data = self.claim.data
         try:
-            # off the event loop: the RSA signature (about 0.3 ms) and the hashes run
-            # without the GIL, beside the loop's sends (and, in notifier serve, the API)
-            # d=platform cannot align with the brand's From: on purpose (fallback)
-            signed, self.sha256 = await self.worker.off_loop(
-                _signed, self.worker.signer, data, self.brand, not self.fallback
-            )
+            if self.fallback:  # d=platform cannot align with the brand's From: on purpose
+                signed = self.worker.signer.sign(data, self.brand, check_alignment=False)
+            else:
+                signed = self.worker.signer.sign(data, self.brand)
         except NotifierError as exc:
             log.error("message %s: signing failed: %s", self.claim.id, exc)
             return self.attempted(AttemptResult("transient", text=f"signing failed: {exc}"))
@@ -193,6 +186,7 @@ class Job:
         else:  # the signer normalised the body: keep the whole message
             self.full = signed
             self.head = None
+        self.sha256 = hashlib.sha256(signed).hexdigest()
         self.dkim = dkim_identity(self.head if self.head is not None else signed)
         return None
 
@@ -224,9 +218,3 @@ class Job:
                 c.message_id,
             )
         return self.attempted(result)
-
-
-def _signed(signer: Signer, data: bytes, brand: Brand, check_alignment: bool) -> tuple[bytes, str]:
-    """The signed message and its SHA-256 (hex): one trip off the event loop."""
-    signed = signer.sign(data, brand, check_alignment=check_alignment)
-    return signed, hashlib.sha256(signed).hexdigest()

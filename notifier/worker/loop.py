@@ -69,9 +69,6 @@ T = TypeVar("T")
 
 #: the shortest idle sleep (a due message another worker is claiming right now)
 MIN_SLEEP = 0.005
-#: threads that sign (Worker.off_loop); a signature takes ~0.3 ms, so two keep up
-#: with thousands of messages a second
-CPU_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,6 @@ class Worker:
         self.stats = WorkerStats()
         self.health = DatabaseHealth(self.name)
         self._db: ThreadPoolExecutor | None = None
-        self._cpu: ThreadPoolExecutor | None = None  # signing (see off_loop)
         self._stop_requested = False
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -201,13 +197,6 @@ class Worker:
         self.health.ok(what)
         return result
 
-    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on this worker's CPU threads (signing): the RSA signature and
-        the hashes release the GIL, so they run beside the loop's sends instead of
-        between them."""
-        assert self._cpu is not None, "the worker is not running"
-        return await asyncio.get_running_loop().run_in_executor(self._cpu, partial(fn, *args))
-
     def _backoff(self) -> Backoff:
         return Backoff(self.config.poll_interval, self.config.backoff_max)
 
@@ -221,7 +210,6 @@ class Worker:
         self._unrecorded = 0
         self._todo = asyncio.Queue()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
-        self._cpu = ThreadPoolExecutor(max_workers=CPU_THREADS, thread_name_prefix="sign")
         if self._stop_requested:
             self._stopping.set()
         log.info(
@@ -277,8 +265,6 @@ class Worker:
                 self._dns_task = None
             self._db.shutdown(wait=True)
             self._db = None
-            self._cpu.shutdown(wait=True)
-            self._cpu = None
             self._stop_requested = False
             log.info("worker %s stopped: %s", self.name, self.stats.as_dict())
         return self.stats
