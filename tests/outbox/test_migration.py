@@ -1,7 +1,12 @@
-"""A database made by the release before compressed bodies (53d466c) opens with this
-code: the new table, column and indexes are added, its bodies (stored as they were
-sent) read back with their SHA-256, its queued mail is sent as it was accepted, and
-new mail is stored compressed next to it."""
+"""A database made by the previous release (53d466c: before the search indexes,
+tallies and compressed bodies of issue 13) opens with this code.
+
+Its schema and rows are in ``data/outbox-53d466c.json`` (the schema lists that
+release's ``init_schema`` ran on each backend, and a SQLite database it filled). Two
+tests open it: with its own mail (bodies read back with their SHA-256, queued mail
+sent as accepted, new mail stored compressed beside the old), and with rows of every
+state and age (the new indexes, tallies and triggers are added, the stored rows are
+counted once, and found through the new indexes)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +23,7 @@ import psycopg
 import pytest
 
 from notifier.config import Secret, Settings
-from notifier.outbox import OutboxConfig, open_outbox
+from notifier.outbox import Outbox, OutboxConfig, open_outbox
 from notifier.outbox.model import DAY, Delivery, Status
 from tests.conftest import postgres_schema
 from tests.test_outbox import OK
@@ -30,12 +36,12 @@ def _value(v: Any) -> Any:
     return base64.b64decode(v["b64"]) if isinstance(v, dict) else v
 
 
-def _make_sqlite(path: Path) -> None:
+def _make_sqlite(path: Path, tables: tuple[str, ...] | None = None) -> None:
     with sqlite3.connect(path) as db:  # main's connection set-up: no auto_vacuum pragma
         db.execute("PRAGMA journal_mode = WAL")
         for statement in LEGACY["schema"]["sqlite"]:
             db.execute(statement)
-        for table, dump in LEGACY["tables"].items():
+        for table, dump in _tables(tables):
             marks = ", ".join("?" for _ in dump["columns"])
             db.execute(f"DELETE FROM {table}")  # the schema's own rows (meta, backfill)
             db.executemany(
@@ -45,11 +51,11 @@ def _make_sqlite(path: Path) -> None:
     db.close()
 
 
-def _make_postgres(url: str) -> None:
+def _make_postgres(url: str, tables: tuple[str, ...] | None = None) -> None:
     with psycopg.connect(url, autocommit=True) as db:
         for statement in LEGACY["schema"]["postgres"]:
             db.execute(statement)
-        for table, dump in sorted(LEGACY["tables"].items(), key=_parents_first):
+        for table, dump in sorted(_tables(tables), key=_parents_first):
             described = db.execute(
                 "SELECT column_name, data_type, is_identity FROM information_schema.columns "
                 "WHERE table_name = %s AND table_schema = current_schema()",
@@ -76,6 +82,12 @@ def _make_postgres(url: str) -> None:
             if identity == ["id"]:
                 top = max(int(r[columns.index("id")]) for r in rows)
                 db.execute(f"ALTER TABLE {table} ALTER COLUMN id RESTART WITH {top + 1}")
+
+
+def _tables(only: tuple[str, ...] | None) -> list[tuple[str, Any]]:
+    """The dump's tables (all, or those named): the schema's own rows, the fingerprint
+    among them, and the release's mail."""
+    return [(t, d) for t, d in LEGACY["tables"].items() if only is None or t in only]
 
 
 def _parents_first(item: tuple[str, Any]) -> int:
@@ -142,3 +154,111 @@ def test_an_outbox_of_the_previous_release_migrates(legacy_url: str, tmp_path: P
         assert box.purge(now=T0 + box.config.retention + DAY) == len(rows)
     with open_outbox(settings, OutboxConfig(), url=legacy_url) as again:  # opens as current
         assert again.raw(int(new[0])).data == bodies[1]
+
+
+# --- rows of every state and age, in the previous release's schema ----------------------
+
+#: a body as the release stored it: the message's bytes as they are
+BODY = b"From: Acme <domains@acme.fi>\r\nSubject: old\r\n\r\nstored before compression\r\n"
+NOW = 1_800_000_000.0  # when the rows of every state were made
+COLUMNS = (
+    "brand, sender_brand, sign_brand, event, mandatory, domain, recipient, language, "
+    "request_hash, message_id, mail_from, rcpt_to, data_sha256, status, created_at, "
+    "updated_at, next_attempt_at, deadline"
+)
+#: (status, age in days) of the messages the old release stored
+STORED = [("sent", 300), ("sent", 2), ("failed", 100), ("failed", 1), ("queued", 0)]
+STORED += [("deferred", 0), ("held", 0)]
+
+
+def rows() -> list[tuple[Any, ...]]:
+    out = []
+    for i, (status, age) in enumerate(STORED):
+        at = NOW - age * DAY
+        due = at if status in ("queued", "deferred") else None
+        email = f"u{i}@example.fi"
+        head = ("acme", "acme", "acme", "domain.renewal_reminder", True, f"d{i}.fi", email)
+        out.append((*head, "fi", "h", f"<m{i}@x>", "b@x", email, "0" * 64, status, at, at, due))
+        out[-1] += (at + 4 * DAY,)
+    return out
+
+
+#: the dump's tables the schema needs (its stored fingerprint among them), not its mail
+SCHEMA_ROWS = ("outbox_meta", "brand_dns_version")
+
+
+@contextmanager
+def _every_state(tmp_path: Path, kind: str) -> Iterator[str]:
+    """The previous release's schema holding :data:`STORED` (bodies as it stored them:
+    the bytes as they were) and one suppressed address."""
+    marks = ", ".join(["?" if kind == "sqlite" else "%s"] * 18)
+    insert = f"INSERT INTO outbox_messages ({COLUMNS}) VALUES ({marks})"
+    suppress = (
+        "INSERT INTO outbox_suppressions (brand, email, reason, created_at) "
+        "VALUES ('acme', 'gone@example.fi', 'no such user', 0)"
+    )
+    if kind == "sqlite":
+        path = tmp_path / "old.db"
+        _make_sqlite(path, SCHEMA_ROWS)
+        with sqlite3.connect(path) as db:
+            db.executemany(insert, rows())
+            ids = [i for (i,) in db.execute("SELECT id FROM outbox_messages").fetchall()]
+            db.executemany(
+                "INSERT INTO outbox_bodies (message, data) VALUES (?, ?)", [(i, BODY) for i in ids]
+            )
+            db.execute(suppress)
+        db.close()
+        yield f"sqlite:///{path}"
+        return
+    with postgres_schema("old") as url:
+        _make_postgres(url, SCHEMA_ROWS)
+        with psycopg.connect(url) as conn:
+            with conn.cursor() as cur:
+                cur.executemany(insert, rows())
+            conn.execute(
+                "INSERT INTO outbox_bodies (message, data) SELECT id, %s FROM outbox_messages",
+                [BODY],
+            )
+            conn.execute(suppress)
+        yield url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_rows_of_every_state_are_counted_and_found_after_the_migration(
+    tmp_path: Path, kind: str
+) -> None:
+    with _every_state(tmp_path, kind) as url:
+        settings = Settings(var_dir=tmp_path / "var")
+        box: Outbox
+        with open_outbox(settings, url=url, clock=lambda: NOW) as box:
+            stats = box.stats()
+            assert stats["total"] == len(STORED)
+            assert stats["by_status"]["sent"] == 2 and stats["by_status"]["failed"] == 2
+            assert stats["by_status"]["held"] == 1
+            assert stats["suppressed_addresses"] == 1 and stats["due"] == 2
+            assert box.metrics().suppressed == {"acme": 1}
+            assert [m.id for m in box.search(domain="D1.fi")] == [2]
+            assert [m.id for m in box.search(recipient="u0@example.fi")] == [1]
+            assert [m.id for m in box.search(brand="acme", status="sent")] == [2, 1]
+            assert box.retry_failed() == 1  # the one failed yesterday, not 100 days ago
+            with box.transaction(write=False) as cur:
+                if kind == "sqlite":
+                    names = "SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')"
+                else:
+                    names = (
+                        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                        "UNION ALL SELECT tgname FROM pg_trigger"
+                    )
+                found = {str(r[0]) for r in cur.execute(names).fetchall()}
+            assert {"outbox_recipient", "outbox_domain_name", "outbox_failed"} <= found
+            assert {"outbox_tally_insert", "outbox_tally_update"} <= found
+            assert "outbox_status" not in found  # SQLite: replaced by partial indexes
+            # new behaviour on the old rows: the claim and the tallies follow
+            claimed = box.claim("w", 10)
+            assert {c.id for c in claimed} == {4, 5, 6}  # + the retried failure
+            assert all(c.data == BODY for c in claimed)  # old bodies read as they were
+            assert box.stats()["by_status"][Status.SENDING] == 3
+        # opened again: the schema is current, nothing is counted twice
+        with open_outbox(settings, url=url, clock=lambda: NOW) as box:
+            assert box.stats()["total"] == len(STORED)
+            assert box.stats()["by_status"]["sending"] == 3
