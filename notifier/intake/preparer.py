@@ -16,15 +16,15 @@ event): this process's one interpreter is the scarce CPU — it also parses ever
 request and, in ``notifier serve``, runs the delivery worker. At 300 single events a
 second the API process took 0.75 of a core rendering them itself, 0.54 with the
 groups in the workers (which took 0.35: the round trips cost CPU, but on other
-cores). Rendering the groups in-process, serve
-delivered about 55 messages a second while it accepted 300 single events a second
-(the rest waited for the posting to stop); with the groups in the workers, about 110
-(``bench/latency.py``); at 2 events a second the round trip adds under a millisecond.
-Without workers (``NOTIFIER_INTAKE_PROCESSES=0``, one core) everything stays
-in-process. A worker that dies (killed, out of memory)
-breaks the pool: the batch is then prepared in-process, and so is everything else for
-the next half minute, after which a new pool is started; a crash costs speed, never an
-accepted event.
+cores). Rendering the groups in-process, serve delivered about 55 messages a second
+while it accepted 300 single events a second (the rest waited for the posting to
+stop); with the groups in the workers, about 110 (``bench/latency.py``); at 2 events
+a second the round trip adds under a millisecond. Without workers
+(``NOTIFIER_INTAKE_PROCESSES=0``, one core) everything stays in-process.
+
+A worker that dies (killed, out of memory) breaks the pool: the batch is then
+prepared in-process, and so is everything else for the next half minute, after which
+a new pool is started; a crash costs speed, never an accepted event.
 
 Each item comes back as a prepared message or as the error that item raised (a
 :class:`~notifier.errors.NotifierError`, pickled by state; any other exception, a bug,

@@ -263,7 +263,7 @@ def _plain_decompressor() -> zstandard.ZstdDecompressor:
 
 
 def pack(data: bytes, dictionary: _Dictionary | None) -> bytes:
-    """The stored value of ``data`` (checked by the caller with :func:`unpack`)."""
+    """The stored value of ``data`` (:func:`unpack` gives ``data`` back)."""
     return _packed(data, dictionary)[0]
 
 
@@ -292,22 +292,17 @@ def unpack(blob: bytes, dictionary: Callable[[int], _Dictionary]) -> bytes:
     _, fmt, transform, ident = _HEAD.unpack_from(blob)
     if fmt != _FORMAT or transform not in (_PLAIN, _UNBASE64):
         raise StorageError(f"stored body of an unknown format ({fmt}.{transform})")
-    frame = blob[_HEAD.size :]
     try:
-        if ident:
-            stream = dictionary(ident).decompressor().decompress(frame)
-        else:
-            stream = _plain_decompressor().decompress(frame)
+        stream = _stream_of(blob, dictionary(ident) if ident else None)
     except zstandard.ZstdError as exc:
         raise StorageError(f"stored body does not decompress: {exc}") from exc
     return rebase64(stream) if transform == _UNBASE64 else stream
 
 
-def _frame_of(blob: bytes, dictionary: _Dictionary | None) -> bytes:
-    frame = blob[_HEAD.size :]
-    if dictionary is None:
-        return bytes(_plain_decompressor().decompress(frame))
-    return bytes(dictionary.decompressor().decompress(frame))
+def _stream_of(blob: bytes, dictionary: _Dictionary | None) -> bytes:
+    """The stream a stored value's frame holds (before the base64 transform is undone)."""
+    codec = _plain_decompressor() if dictionary is None else dictionary.decompressor()
+    return bytes(codec.decompress(blob[_HEAD.size :]))
 
 
 class Bodies(StoreBase):
@@ -339,7 +334,7 @@ class Bodies(StoreBase):
         blob, source = _packed(data, dictionary)
         # the frame must give back the stream exactly (the stream gives back ``data``:
         # unbase64 keeps only blocks that encode back to the same bytes)
-        if _frame_of(blob, dictionary) != source:  # pragma: no cover - a zstd bug
+        if _stream_of(blob, dictionary) != source:  # pragma: no cover - a zstd bug
             log.error("a compressed body did not decode to its bytes; stored uncompressed")
             return StoredBody(data, None)
         return StoredBody(blob, None if dictionary is None else dictionary.ident)
