@@ -45,7 +45,7 @@ REQUIRED = os.environ.get("NOTIFIER_TEST_REQUIRE_BROWSER") == "1"
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -245,18 +245,18 @@ def _wait(driver: Any, condition: Any) -> Any:
 def _load(driver: Any, element: Any, element_id: str) -> None:
     """Click ``element``, which loads a new page, and wait for that page's ``element_id``:
     waiting for the id alone returns at once when the old page has it too, and the next
-    look at the page then finds the old document gone (a stale element)."""
+    look at the page then finds the old document gone. A new document has a new
+    ``performance.timeOrigin``; while the old one is torn down the driver answers with
+    errors of several kinds (stale element, a node "not in the document"), hence they
+    are ignored until then."""
+    before = driver.execute_script("return performance.timeOrigin")
     element.click()
-    _wait(driver, lambda d: _stale(element))
-    _wait(driver, lambda d: d.find_elements(By.ID, element_id))
-
-
-def _stale(element: Any) -> bool:
-    try:
-        element.is_enabled()
-    except StaleElementReferenceException:
-        return True
-    return False
+    WebDriverWait(driver, 30, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: (
+            d.execute_script("return performance.timeOrigin") != before
+            and d.find_elements(By.ID, element_id)
+        )
+    )
 
 
 def _sign_in(driver: Any, server: Server, token: str) -> None:
