@@ -24,7 +24,6 @@ import asyncio
 import email
 import email.policy
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -91,8 +90,10 @@ class RecordingHandler:
     armed: bool = False
     live: set[FaultySMTP] = field(default_factory=set)
     logins: list[str] = field(default_factory=list)
-    #: every connection's socket transport, to close them all before the loop stops
-    transports: weakref.WeakSet[asyncio.BaseTransport] = field(default_factory=weakref.WeakSet)
+    #: every connection's transports, held until the server stops and closes them all:
+    #: a transport dropped unclosed (e.g. after a failed TLS handshake) would otherwise
+    #: be garbage-collected at a random later moment, failing whichever test runs then
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
 
     def fault(self, at: str) -> Fault | None:
         if not self.armed:
@@ -199,7 +200,7 @@ class FaultySMTP(SMTP):
         await self._faulted("CONNECT", lambda: SMTP.push(self, status))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.recorder.transports.add(transport)
+        self.recorder.transports.append(transport)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -308,7 +309,8 @@ class SMTPTestServer:
         done = threading.Event()
 
         def close() -> None:
-            for transport in list(self.handler.transports):
+            transports, self.handler.transports = self.handler.transports, []
+            for transport in transports:
                 if isinstance(transport, asyncio.WriteTransport):
                     transport.abort()
             loop.call_soon(done.set)  # after the callbacks the aborts scheduled
