@@ -4,7 +4,8 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins``), so every test directory
 (``tests/delivery``, ``tests/worker``, ...) can use them. Fixtures:
 
 ``smtp_server``
-    an aiosmtpd :class:`tests.smtpd.SMTPTestServer` on 127.0.0.1 and a free port, with
+    an aiosmtpd :class:`tests.smtpd.SMTPTestServer` on 127.0.0.1 and a free port
+    (advertising PIPELINING when the ``smtp_pipelining`` fixture says so), with
     the faults of the test's ``@pytest.mark.smtp_fault(AT, REPLY, action=..., delay=...,
     times=..., skip=...)`` markers (see ``tests/smtpd.py``), e.g.::
 
@@ -77,8 +78,15 @@ def _faults(node: pytest.Item) -> list[Fault]:
 
 
 @pytest.fixture
-def smtp_server(request: pytest.FixtureRequest) -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer(_faults(request.node))
+def smtp_pipelining() -> bool:
+    """Whether ``smtp_server`` advertises PIPELINING; a module overrides this fixture
+    (e.g. parametrized) to run its tests on both paths of the client."""
+    return False
+
+
+@pytest.fixture
+def smtp_server(request: pytest.FixtureRequest, smtp_pipelining: bool) -> Iterator[SMTPTestServer]:
+    server = SMTPTestServer(_faults(request.node), pipelining=smtp_pipelining)
     with server:
         yield server
 

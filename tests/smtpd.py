@@ -90,6 +90,10 @@ class RecordingHandler:
     armed: bool = False
     live: set[FaultySMTP] = field(default_factory=set)
     logins: list[str] = field(default_factory=list)
+    #: advertise PIPELINING (RFC 2920) in the EHLO reply
+    pipelining: bool = False
+    #: MAIL commands that arrived with the next command already behind them
+    pipelined: int = 0
     #: every connection's transports, held until the server stops and closes them all:
     #: a transport dropped unclosed (e.g. after a failed TLS handshake) would otherwise
     #: be garbage-collected at a random later moment, failing whichever test runs then
@@ -148,6 +152,7 @@ class FaultySMTP(SMTP):
         super().__init__(handler, **kwargs)
         self.recorder = handler
         self.greeted = False
+        self.in_ehlo = False
         self.session_no = 0
 
     # -- fault actions --------------------------------------------------------
@@ -192,6 +197,8 @@ class FaultySMTP(SMTP):
     async def push(self, status: Any) -> None:
         if self.greeted:
             await super().push(status)
+            if self.in_ehlo and self.recorder.pipelining and status == f"250-{self.hostname}":
+                await super().push("250-PIPELINING")  # aiosmtpd pipelines, says nothing
             return
         self.greeted = True  # the first push of a connection is its greeting
         self.recorder.sessions += 1
@@ -208,9 +215,15 @@ class FaultySMTP(SMTP):
         super().connection_lost(error)
 
     async def smtp_EHLO(self, hostname: str) -> None:
-        await self._faulted("EHLO", lambda: super(FaultySMTP, self).smtp_EHLO(hostname))
+        self.in_ehlo = True
+        try:
+            await self._faulted("EHLO", lambda: super(FaultySMTP, self).smtp_EHLO(hostname))
+        finally:
+            self.in_ehlo = False
 
     async def smtp_MAIL(self, arg: str | None) -> None:
+        if self._reader._buffer:  # type: ignore[attr-defined]  # RCPT already here
+            self.recorder.pipelined += 1
         await self._faulted("MAIL", lambda: super(FaultySMTP, self).smtp_MAIL(arg))
 
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -267,9 +280,10 @@ class SMTPTestServer:
         require_starttls: bool = False,
         users: dict[str, str] | None = None,
         data_size_limit: int | None = None,
+        pipelining: bool = False,
     ) -> None:
         self.host = host
-        self.handler = RecordingHandler(list(faults))
+        self.handler = RecordingHandler(list(faults), pipelining=pipelining)
         kwargs: dict[str, Any] = {
             "server_hostname": "smtpd.test",
             "ready_timeout": 10.0,

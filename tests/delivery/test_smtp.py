@@ -27,13 +27,22 @@ from tests.delivery.support import (
 )
 from tests.smtpd import Fault, SMTPTestServer
 
+
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
+def smtp_pipelining(request: pytest.FixtureRequest) -> bool:
+    """Every test against ``smtp_server`` here runs twice: the server advertising
+    PIPELINING (MAIL, RCPT and DATA go in one write) and not (one reply at a time)."""
+    return bool(request.param)
+
+
 # ----------------------------------------------------------------------------- success
 
 
-def test_relay_delivers_exact_message(smtp_server: SMTPTestServer) -> None:
+def test_relay_delivers_exact_message(smtp_server: SMTPTestServer, smtp_pipelining: bool) -> None:
     envelope = make_envelope(7)
     result = send_one(smtp_server.url, envelope)
     assert_result(result, "sent", 250, "2.0.0")
+    assert smtp_server.handler.pipelined == (1 if smtp_pipelining else 0)
     assert result.host == f"127.0.0.1:{smtp_server.port}"
     [got] = smtp_server.messages
     assert (got.mail_from, got.rcpt_tos) == (SENDER, ["alice@example.test"])
@@ -327,6 +336,57 @@ def test_no_resend_once_the_transaction_was_acknowledged(smtp_server: SMTPTestSe
     assert "data" in second.text
     assert smtp_server.sessions == 1
     assert len(smtp_server.messages) == 1
+
+
+# ----------------------------------------------------------------------------- pipelining
+
+
+def test_pipelined_replies_are_read_in_order_across_reused_connections(
+    smtp_server_factory: Callable[..., SMTPTestServer],
+) -> None:
+    # aiosmtpd writes each reply on its own: three replies in three segments, which
+    # aiosmtplib's own reader would partly drop; a refused RCPT between successes
+    # keeps the stream in step (RSET, then the next transaction on the same session)
+    server = smtp_server_factory(
+        Fault("RCPT", "550 5.1.1 No such user", skip=1, times=1), pipelining=True
+    )
+    results = send_many(server.url, [make_envelope(n) for n in range(4)])
+    assert [r.outcome for r in results] == ["sent", "permanent", "sent", "sent"]
+    assert_result(results[1], "permanent", 550, "5.1.1")
+    assert server.sessions == 1
+    assert server.handler.pipelined == 4
+    assert [m.message()["Message-ID"] for m in server.messages] == [
+        "<msg-0@notifier.test>",
+        "<msg-2@notifier.test>",
+        "<msg-3@notifier.test>",
+    ]
+
+
+def test_data_accepted_after_a_refused_rcpt_hangs_up_without_a_message(
+    smtp_server_factory: Callable[..., SMTPTestServer],
+) -> None:
+    # a broken server answers 354 to the pipelined DATA although it refused the only
+    # recipient: hanging up is the one safe end (a lone dot could store an empty mail)
+    server = smtp_server_factory(
+        Fault("RCPT", "550 5.1.1 No such user", times=1),
+        Fault("DATA", "354 End data with <CR><LF>.<CR><LF>", times=1),
+        pipelining=True,
+    )
+    first, second = send_many(server.url, [make_envelope(1), make_envelope(2)])
+    assert_result(first, "permanent", 550, "5.1.1")
+    assert_result(second, "sent", 250, "2.0.0")
+    assert server.sessions == 2  # the first session was dropped, not reused
+    assert [m.message()["Message-ID"] for m in server.messages] == ["<msg-2@notifier.test>"]
+
+
+@fault("RCPT", action="hang")
+def test_a_pipelined_reply_that_never_comes_times_out_at_its_own_stage(
+    smtp_server: SMTPTestServer, smtp_pipelining: bool
+) -> None:
+    result = send_one(smtp_server.url, timeouts=Timeouts(connect=2, command=0.3, data=5))
+    assert_result(result, "transient", possible_duplicate=False)
+    assert "rcpt: timed out" in result.text
+    assert smtp_server.messages == []
 
 
 # ----------------------------------------------------------------------------- Postfix smtp-sink
