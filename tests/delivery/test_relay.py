@@ -9,7 +9,7 @@ import pytest
 
 from notifier.delivery import smtp
 from tests.conftest_smtp import TLSFiles
-from tests.delivery.support import assert_result, relay, send_one
+from tests.delivery.support import assert_result, make_envelope, relay, send_many, send_one
 from tests.smtpd import SMTPTestServer
 
 # ----------------------------------------------------------------------------- TLS and AUTH
@@ -34,6 +34,26 @@ def test_starttls_required_upgrades(
     result = send_one(url, tls_context=tls_files.client_context())
     assert_result(result, "sent", 250, "2.0.0")
     assert server.messages[0].tls
+
+
+@pytest.mark.parametrize("tls", ["smtps", "starttls"])
+def test_pipelined_transactions_over_tls(
+    smtp_server_factory: Callable[..., SMTPTestServer], tls_files: TLSFiles, tls: str
+) -> None:
+    # the replies arrive through the TLS layer, which hands them to the stand-in reader
+    if tls == "smtps":
+        server = smtp_server_factory(ssl_context=tls_files.server_context(), pipelining=True)
+        url = f"smtps://localhost:{server.port}?cafile={tls_files.cert}"
+    else:
+        server = smtp_server_factory(
+            tls_context=tls_files.server_context(), require_starttls=True, pipelining=True
+        )
+        url = f"smtp://localhost:{server.port}?starttls=required&cafile={tls_files.cert}"
+    results = send_many(url, [make_envelope(n) for n in range(3)])
+    assert [r.outcome for r in results] == ["sent"] * 3
+    assert server.sessions == 1
+    assert server.handler.pipelined == 3
+    assert all(m.tls for m in server.messages)
 
 
 def test_starttls_required_but_not_offered_never_sends_in_clear(
