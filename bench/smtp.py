@@ -195,14 +195,7 @@ async def one_by_one(port: int, messages: list[Envelope], naive: bool) -> float:
         for m in messages[1:]:
             start = time.perf_counter()
             if naive:
-                await aiosmtplib.send(
-                    m.data,
-                    sender=m.mail_from,
-                    recipients=[m.rcpt_to],
-                    hostname="127.0.0.1",
-                    port=port,
-                    local_hostname=HELO,
-                )
+                await send_naive(port, m)
             else:
                 result = await transport.send(m)
                 if result.outcome != "sent":
@@ -227,17 +220,22 @@ async def run_ours(port: int, messages: list[Envelope], pool: int) -> float:
     return len(messages) / elapsed
 
 
+async def send_naive(port: int, m: Envelope) -> None:
+    """The usual code: one connection per message."""
+    await aiosmtplib.send(
+        m.data,
+        sender=m.mail_from,
+        recipients=[m.rcpt_to],
+        hostname="127.0.0.1",
+        port=port,
+        local_hostname=HELO,
+    )
+
+
 async def run_naive(port: int, messages: list[Envelope]) -> float:
     start = time.perf_counter()
-    for m in messages:  # the usual code: one connection per message
-        await aiosmtplib.send(
-            m.data,
-            sender=m.mail_from,
-            recipients=[m.rcpt_to],
-            hostname="127.0.0.1",
-            port=port,
-            local_hostname=HELO,
-        )
+    for m in messages:
+        await send_naive(port, m)
     return len(messages) / (time.perf_counter() - start)
 
 
