@@ -59,6 +59,11 @@ class Conn:
     broken: bool = False
     busy: bool = False  # inside a transaction; if still set on release, state is unknown
 
+    def drop(self) -> None:
+        """Never reuse this session: its state is unknown or the server ends it."""
+        self.broken = True
+        hang_up(self.smtp)
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:

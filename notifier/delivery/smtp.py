@@ -261,24 +261,21 @@ class SMTPEngine:
             with translated(stage, conn.label):
                 return await conn.smtp.execute_command(*args, timeout=timeout)
         except DeliveryError:
-            conn.broken = True
-            hang_up(conn.smtp)
+            conn.drop()
             raise
 
     async def _refused(self, conn: Conn, reply: SMTPResponse, stage: str) -> AttemptResult:
         """A non-success reply to MAIL, RCPT or DATA: classify it, then RSET for reuse."""
         result = classify_reply(reply.code, reply.message, stage=stage, host=conn.label)
         if reply.code == 421 or not 200 <= reply.code <= 599 or not conn.smtp.is_connected:
-            conn.broken = True
-            hang_up(conn.smtp)
+            conn.drop()
             return result
         try:
             rset = await self._command(conn, "rset", b"RSET", timeout=self.timeouts.command)
         except DeliveryError:
             return result
         if rset.code != 250:
-            conn.broken = True
-            hang_up(conn.smtp)
+            conn.drop()
         return result
 
     async def _transaction(self, conn: Conn, msg: Prepared) -> AttemptResult:
@@ -316,8 +313,7 @@ class SMTPEngine:
             return refused
         reply = await self._send_body(conn, msg.wire)
         if not 200 <= reply.code <= 599:  # an answer, but no verdict: it may be stored
-            conn.broken = True
-            hang_up(smtp)
+            conn.drop()
             raise ConnectionLost(
                 f"dot: malformed reply: {reply.code} {clean_text(reply.message)}",
                 stage="dot",
@@ -325,8 +321,7 @@ class SMTPEngine:
                 after_dot=True,
             )
         if reply.code == 421:
-            conn.broken = True
-            hang_up(smtp)
+            conn.drop()
         return classify_reply(reply.code, reply.message, stage="dot", host=conn.label)
 
     async def _lockstep(self, conn: Conn, mail: bytes, rcpt: bytes) -> AttemptResult | None:
@@ -365,8 +360,7 @@ class SMTPEngine:
         try:
             await _exchange(conn, b"\r\n".join((mail, rcpt, b"DATA\r\n")), steps, replies)
         except DeliveryError as exc:
-            conn.broken = True
-            hang_up(conn.smtp)
+            conn.drop()
             if not replies and conn.reused and isinstance(exc, ConnectionLost):
                 raise _Stale(str(exc)) from exc  # nothing of this message was acknowledged
             raise
@@ -374,12 +368,10 @@ class SMTPEngine:
             if reply.code in wanted:
                 continue
             if stage == "mail" and reply.code == 421 and conn.reused:
-                conn.broken = True
-                hang_up(conn.smtp)
+                conn.drop()
                 raise _Stale(f"{reply.code} {clean_text(reply.message)}")
             if replies[-1].code == 354:  # DATA accepted after MAIL or RCPT failed: a
-                conn.broken = True  # broken server; hang up rather than end an empty
-                hang_up(conn.smtp)  # message with a lone dot
+                conn.drop()  # broken server; hang up rather than end an empty message
             return await self._refused(conn, reply, stage)
         return None
 
@@ -396,12 +388,10 @@ class SMTPEngine:
             with translated("dot", conn.label):
                 return await protocol.read_response(timeout=self.timeouts.final)
         except aiosmtplib.SMTPServerDisconnected as exc:
-            conn.broken = True
-            hang_up(conn.smtp)
+            conn.drop()
             raise translate(exc, stage="body", host=conn.label) from exc
         except DeliveryError:
-            conn.broken = True
-            hang_up(conn.smtp)
+            conn.drop()
             raise
 
     # -- lifecycle --------------------------------------------------------------
