@@ -3,15 +3,20 @@
 For each set-up and rate, events are posted one per request to a real ``notifier
 serve`` over HTTP, open-loop (each at its scheduled time, whatever the answers before
 it), and relayed by the workers to an SMTP server on loopback in a process of its own —
-Postfix's ``smtp-sink`` when installed, else aiosmtpd (``--relay``) — which gives the
-time of each 250 by Message-ID. The latency of a message is that time less its
-``created_at``. The client and the relay are lean (raw keep-alive HTTP, a C relay): on a
-2-core machine they share the CPUs with what they measure, and httpx with aiosmtpd took
-over a core at 300 events/s — without reaching 300/s.
+Postfix's ``smtp-sink`` when installed, else aiosmtpd (``--relay``). The latency of a
+message is its ``sent_at`` less its ``created_at``, both stored with it: ``created_at``
+is taken in the accepting transaction, ``sent_at`` by the worker as the relay's 250
+arrives (same clock, microseconds). ``--check-relay`` also has the relay note the time
+of each 250 on its side (smtp-sink: the modification time of the file it writes per
+message) and prints, on stderr, how far the two differ. The client and the relay are
+lean (raw keep-alive HTTP, a C relay): on a 2-core machine they share the CPUs with what
+they measure, and httpx with aiosmtpd took over a core at 300 events/s — without
+reaching 300/s.
 
 Set-ups (``--only`` picks some):
 
-* ``sqlite/serve``: ``notifier serve`` with its in-process worker, SQLite;
+* ``sqlite/serve``: ``notifier serve`` with its worker (a process of its own by default;
+  ``--serve-args "--worker-processes 0"`` puts it in the server's process), SQLite;
 * ``sqlite/workers``: ``notifier serve --no-worker`` and ``--workers`` separate
   ``notifier worker`` processes, SQLite;
 * ``postgres/workers``: the same on PostgreSQL (``--database-url`` or
@@ -110,16 +115,16 @@ def read_250s(out: Path) -> dict[str, float]:
 
 
 class Relay:
-    """The relay the workers send to, in a process of its own, and when it answered
-    each message 250 (by Message-ID)."""
+    """The relay the workers send to, in a process of its own; with ``record``, when it
+    answered each message 250 (by Message-ID), as a check of ``sent_at``."""
 
     def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
         self.proc = proc
         self.port = port
 
-    def count(self) -> int:
-        """Messages received so far (cheap: polled while waiting)."""
-        raise NotImplementedError
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"the relay exited ({self.proc.returncode})")
 
     def times(self) -> dict[str, float]:
         raise NotImplementedError
@@ -135,7 +140,7 @@ class Relay:
 class AiosmtpdRelay(Relay):
     """aiosmtpd (Python): notes the time in its DATA handler, before the 250."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, record: bool) -> None:
         port = free_port()
         self.log = work / "smtp-250.log"
         proc = subprocess.Popen(
@@ -145,26 +150,25 @@ class AiosmtpdRelay(Relay):
         wait_port(port, proc, "the SMTP server")
         super().__init__(proc, port)
 
-    def count(self) -> int:
-        return len(self.times())
-
     def times(self) -> dict[str, float]:
         return read_250s(self.log)
 
 
 class SinkRelay(Relay):
-    """Postfix's smtp-sink (C, one process): a file per message, whose last write is
-    the end of the data, just before the 250; its modification time is the time (on
-    this machine's kernel, 6.18, file times are fine-grained: within 0.02 ms of
-    ``time.time()`` at the median, 1.2 ms early at worst; kernels with coarse file
-    times make them up to a tick early). aiosmtpd took 0.3 of a core at 300
-    messages/s, CPU the measured set-up, on 2 cores, then did not have."""
+    """Postfix's smtp-sink (C, one process). With ``record``, a file per message, whose
+    last write is the end of the data, just before the 250; its modification time is
+    the time (on this machine's kernel, 6.18, file times are fine-grained: within 0.02
+    ms of ``time.time()`` at the median, 1.5 ms early at worst; kernels with coarse file
+    times make them up to a tick early). Writing the files cost it about 0.2 of a core at
+    300 messages/s, so by default it only answers."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, record: bool) -> None:
         port = free_port()
         # its own directory: smtp-sink runs as nobody, who cannot enter the work folder
         self.dir = Path(tempfile.mkdtemp(prefix="notifier-latency-sink-"))
-        argv = [SMTP_SINK, "-d", f"{self.dir}/%H%M%S.", f"127.0.0.1:{port}", "256"]
+        argv = [SMTP_SINK, f"127.0.0.1:{port}", "256"]
+        if record:
+            argv[1:1] = ["-d", f"{self.dir}/%H%M%S."]
         if os.geteuid() == 0:  # it refuses to run as root
             shutil.chown(self.dir, "nobody")
             argv[1:1] = ["-u", "nobody"]
@@ -173,11 +177,6 @@ class SinkRelay(Relay):
         self.seen: dict[str, float] = {}
         self.read: set[str] = set()
         super().__init__(proc, port)
-
-    def count(self) -> int:
-        if self.proc.poll() is not None:
-            raise SystemExit(f"smtp-sink exited ({self.proc.returncode})")
-        return len(os.listdir(self.dir))
 
     def stop(self) -> None:
         super().stop()
@@ -206,10 +205,10 @@ class SinkRelay(Relay):
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
 
-def start_relay(work: Path, kind: str) -> Relay:
+def start_relay(work: Path, kind: str, record: bool) -> Relay:
     if kind == "smtp-sink" or (kind == "auto" and os.path.exists(SMTP_SINK)):
-        return SinkRelay(work)
-    return AiosmtpdRelay(work)
+        return SinkRelay(work, record)
+    return AiosmtpdRelay(work, record)
 
 
 # --- one set-up ------------------------------------------------------------------------------
@@ -265,6 +264,7 @@ class Setup:
         )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.seen: set[str] = set()  # messages measured already
+        self._box: Any = None
         self.port = free_port()
         self.token = self._token()
 
@@ -292,6 +292,7 @@ class Setup:
 
     def start(self) -> None:
         serve = ["notifier.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        serve += self.args.serve_args.split()
         if self.mode == "workers":
             serve.append("--no-worker")
             for n in range(self.args.workers):
@@ -299,6 +300,8 @@ class Setup:
         wait_port(self.port, self._spawn(serve, "serve.log"), "notifier serve")
 
     def stop(self) -> None:
+        if self._box is not None:
+            self._box.close()
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -314,15 +317,31 @@ class Setup:
             with psycopg.connect(self.args.database_url, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
 
-    def created(self) -> dict[str, float]:
-        """Message-ID → created_at of every message stored."""
+    def sent(self) -> dict[str, tuple[float, float]]:
+        """Message-ID → (created_at, sent_at) of every message sent."""
         from notifier.config import Settings
         from notifier.outbox import open_outbox
 
         settings = Settings(var_dir=self.work / "var")
         with open_outbox(settings, url=self.db_url) as box, box.transaction(False) as cur:
-            rows = cur.execute("SELECT message_id, created_at FROM outbox_messages").fetchall()
-        return {str(m): float(c) for m, c in rows}
+            rows = cur.execute(
+                "SELECT message_id, created_at, sent_at FROM outbox_messages "
+                "WHERE sent_at IS NOT NULL"
+            ).fetchall()
+        return {str(m): (float(c), float(s)) for m, c, s in rows}
+
+    def count_sent(self) -> int:
+        """Messages sent so far (cheap: polled while waiting)."""
+        from notifier.config import Settings
+        from notifier.outbox import open_outbox
+
+        if self._box is None:
+            self._box = open_outbox(Settings(var_dir=self.work / "var"), url=self.db_url)
+        with self._box.transaction(False) as cur:
+            row = cur.execute(
+                "SELECT COUNT(*) FROM outbox_messages WHERE sent_at IS NOT NULL"
+            ).fetchone()
+        return int(row[0])
 
 
 class _Connection:
@@ -428,25 +447,36 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def measure(setup: Setup, rate: float, n: int, relay: Relay, timeout: float) -> dict[str, Any]:
+def measure(
+    setup: Setup, rate: float, n: int, relay: Relay, timeout: float, check: bool
+) -> dict[str, Any]:
     """Post ``n`` events at ``rate``; the latencies of their messages (all delivered,
     or what was within ``timeout``)."""
     events = [event(i, f"r{uuid.uuid4().hex[:8]}") for i in range(n)]
-    before = relay.count()
+    before = setup.count_sent()
     url = f"http://127.0.0.1:{setup.port}"
     accepted = asyncio.run(post_open_loop(url, setup.token, events, rate))
     deadline = time.monotonic() + timeout
-    while True:  # how many the relay has, until it has them all: cheap on the CPU
-        if relay.count() - before >= accepted or time.monotonic() > deadline:
+    while True:  # how many are sent, until all are: cheap on the CPU
+        relay.alive()
+        if setup.count_sent() - before >= accepted or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    times = relay.times()
-    fresh = {m: times[m] - c for m, c in setup.created().items() if m in times}
-    fresh = {m: v for m, v in fresh.items() if m not in setup.seen}
+    fresh = {m: v for m, v in setup.sent().items() if m not in setup.seen}
     setup.seen.update(fresh)
-    latencies = [1000 * max(0.0, v) for v in fresh.values()] or [float("nan")]
+    latencies = [1000 * (sent - created) for created, sent in fresh.values()] or [float("nan")]
     if len(fresh) < accepted:
         print(f"only {len(fresh)} of {accepted} delivered in time", file=sys.stderr)
+    if check:
+        times = relay.times()
+        gaps = sorted(1000 * (sent - times[m]) for m, (_, sent) in fresh.items() if m in times)
+        if gaps:
+            print(
+                f"sent_at less the relay's time of the 250 ({len(gaps)} messages): min "
+                f"{gaps[0]:.2f} ms, p50 {percentile(gaps, 0.5):.2f}, p99 "
+                f"{percentile(gaps, 0.99):.2f}, max {gaps[-1]:.2f}",
+                file=sys.stderr,
+            )
     return {
         "database": setup.database,
         "mode": setup.mode,
@@ -486,6 +516,16 @@ def main() -> None:
         default="auto",
         help="the relay: Postfix's smtp-sink when installed (auto), else aiosmtpd",
     )
+    ap.add_argument(
+        "--check-relay",
+        action="store_true",
+        help="the relay notes each 250 too; print how far sent_at is from it (stderr)",
+    )
+    ap.add_argument(
+        "--serve-args",
+        default="",
+        help='extra arguments for notifier serve ("--worker-processes 0")',
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--smtp-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -496,7 +536,7 @@ def main() -> None:
     work_root = Path(tempfile.mkdtemp(prefix="notifier-latency-"))
     args.keys = work_root / "keys"
     make_keys(args.keys)
-    relay = start_relay(work_root, args.relay)
+    relay = start_relay(work_root, args.relay, args.check_relay)
     if not args.json:
         print(f"relay: {type(relay).__name__}", flush=True)
     try:
@@ -508,10 +548,10 @@ def main() -> None:
             setup = Setup(name, work, args, relay.port)
             try:
                 setup.start()
-                measure(setup, 5, 10, relay, 120)  # warm up: not reported
+                measure(setup, 5, 10, relay, 120, False)  # warm up: not reported
                 for rate in rates:
                     n = int(min(args.max_n, max(args.min_n, rate * args.seconds)))
-                    result = measure(setup, rate, n, relay, 300)
+                    result = measure(setup, rate, n, relay, 300, args.check_relay)
                     if args.json:
                         print(json.dumps(result), flush=True)
                     else:

@@ -214,6 +214,12 @@ class Settings(BaseModel):
         description="processes that validate and render large batches; 0: in-process, "
         "auto: one per core (default: auto for serve, 0 elsewhere)",
     )
+    worker_processes: int = Field(
+        1,
+        ge=0,
+        description="notifier serve: delivery workers in processes of their own; "
+        "0: one worker in the server's process",
+    )
     # --- delivery policy -------------------------------------------------------------
     retry_delays: Durations = Field(
         (5 * MINUTE, 10 * MINUTE, 20 * MINUTE, 40 * MINUTE),

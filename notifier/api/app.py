@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("notifier.api")
 
-#: how long shutdown waits for the in-process worker to finish its sends in flight
+#: how long shutdown waits for the worker (or its processes) to finish the sends in flight
 WORKER_STOP_SECONDS = 60
 
 #: FastAPI's native OpenTelemetry (recent releases) asks on every request whether a
@@ -75,13 +75,15 @@ def create_app(
     tokens: TokenStore | None = None,
     pipeline: Pipeline | None = None,
     run_worker: bool = False,
+    worker_processes: int = 0,
     warm_up: bool = False,
     outbox_config: OutboxConfig | None = None,
 ) -> FastAPI:
     """The ASGI app. ``store`` defaults to the outbox in ``settings.database``, with
     ``outbox_config`` (default: the ``NOTIFIER_*`` environment; it says how many intake
-    processes render large batches); ``run_worker`` also runs the delivery worker in
-    this process, and ``warm_up`` compiles every template and starts the intake
+    processes render large batches); ``run_worker`` also runs the delivery worker: in
+    this process, or in ``worker_processes`` processes of its own
+    (:mod:`notifier.worker.process`), and ``warm_up`` compiles every template and starts the intake
     processes before the first request (``notifier serve`` does both)."""
     pipeline = pipeline or Pipeline(settings)
     store = store or open_store(settings, pipeline, outbox_config)
@@ -102,7 +104,18 @@ def create_app(
                 await started
             except StorageError as exc:
                 log.warning("intake processes not started (%s)", exc)
-        if run_worker:
+        if run_worker and worker_processes > 0:
+            from ..worker.process import WorkerProcesses
+
+            children = WorkerProcesses(
+                settings,
+                worker_processes,
+                log_level=logging.getLogger().getEffectiveLevel(),
+                grace=WORKER_STOP_SECONDS - 5,
+            )
+            app.state.worker_processes = children
+            worker_task = asyncio.create_task(children.run(stop))
+        elif run_worker:
             worker_task = asyncio.create_task(_run_worker(settings, store, stop, pipeline.brands))
         try:
             yield

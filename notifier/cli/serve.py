@@ -1,6 +1,8 @@
-"""``notifier serve``: the HTTP API, the preview pages and the delivery worker in one process.
+"""``notifier serve``: the HTTP API, the preview pages and the delivery worker.
 
-uvicorn runs one event loop for all three; settings are read here, once, so a bad
+uvicorn runs one event loop for the API and the pages; the worker runs in a process of
+its own beside it (``--worker-processes``, :mod:`notifier.worker.process`), or in the
+same loop with ``--worker-processes 0``. Settings are read here, once, so a bad
 ``NOTIFIER_*`` value is a message at start-up and not a traceback later.
 """
 
@@ -26,6 +28,15 @@ def serve(
     log_level: Annotated[
         str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")
     ] = "info",
+    worker_processes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Delivery workers in processes of their own; 0: one worker in this process "
+            "[default: NOTIFIER_WORKER_PROCESSES, else 1].",
+        ),
+    ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     intake_processes: Annotated[
         int | None,
@@ -58,7 +69,15 @@ def serve(
             if intake_processes is not None
             else settings.intake_process_count(default="auto"),
         )
-    app = create_app(settings, run_worker=worker, warm_up=True, outbox_config=outbox_config)
+    app = create_app(
+        settings,
+        run_worker=worker,
+        worker_processes=worker_processes
+        if worker_processes is not None
+        else settings.worker_processes,
+        warm_up=True,
+        outbox_config=outbox_config,
+    )
     config = uvicorn.Config(
         app,
         host=host,

@@ -159,7 +159,7 @@ class Leases(Bodies, Wakeups):
                         d.reason,
                         d.next_attempt_at,
                         1 if d.attempt is not None else 0,
-                        now if d.status == Status.SENT else None,
+                        (now if d.at is None else d.at) if d.status == Status.SENT else None,
                         now,
                         d.signed,
                         d.dkim_domain,
@@ -184,7 +184,7 @@ class Leases(Bodies, Wakeups):
                 _, brand, event, created_at = rows[0]
                 counts[(brand, event, str(d.status))] += 1
                 if d.status == Status.SENT:
-                    latency = max(0.0, now - float(created_at))
+                    latency = max(0.0, (now if d.at is None else d.at) - float(created_at))
                     counts[(brand, event, "latency_sum")] += latency
                     for bound in LATENCY_BUCKETS:
                         if latency <= bound:

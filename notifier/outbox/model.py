@@ -282,6 +282,9 @@ class Delivery:
     suppress: bool = False  # put the recipient on the brand's suppression list
     rcpt_to: str = ""
     brand: str = ""
+    #: when the outcome was known (Unix seconds): for sent mail the relay's 250, which
+    #: ``sent_at`` and the accept-to-sent histogram record (default: when recorded)
+    at: float | None = None
 
     @property
     def signed(self) -> bool:

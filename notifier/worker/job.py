@@ -117,6 +117,7 @@ class Job:
             suppress=decision.suppress,
             rcpt_to=c.rcpt_to,
             brand=c.brand,
+            at=self.worker.clock(),  # just after the attempt: the relay's 250 for sent mail
         )
 
     def attempted(self, result: AttemptResult) -> Delivery:

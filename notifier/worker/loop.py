@@ -516,8 +516,10 @@ async def serve(
     until_idle: bool = False,
     outbox: Outbox | None = None,
     install_signals: bool = True,
+    stop: asyncio.Event | None = None,
 ) -> WorkerStats:
-    """Run one worker with the settings' database, relay and keys until SIGTERM."""
+    """Run one worker with the settings' database, relay and keys until SIGTERM (with
+    ``install_signals``) or until ``stop`` is set."""
     from ..delivery import transport_from_url
     from ..feedback.dispatcher import dispatcher_from_settings
     from ..outbox import open_outbox
@@ -547,9 +549,19 @@ async def serve(
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
+    stopper = asyncio.create_task(stop.wait()) if stop is not None else None
+    if stopper is not None:
+
+        def on_stop(task: asyncio.Task[bool]) -> None:
+            if not task.cancelled():
+                worker.stop()
+
+        stopper.add_done_callback(on_stop)
     try:
         return await worker.run(until_idle=until_idle)
     finally:
+        if stopper is not None:
+            stopper.cancel()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -1298,6 +1298,11 @@ def test_serve_refuses_bad_settings_with_a_message(
     monkeypatch.delenv("NOTIFIER_INTAKE_PROCESSES")
     result = CliRunner().invoke(app, ["serve", "--intake-processes", "-1"])
     assert result.exit_code == 2 and "intake-processes" in result.output
+    result = CliRunner().invoke(app, ["serve", "--worker-processes", "-1"])
+    assert result.exit_code == 2 and "worker-processes" in result.output
+    monkeypatch.setenv("NOTIFIER_WORKER_PROCESSES", "-2")
+    result = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 2 and "NOTIFIER_WORKER_PROCESSES" in result.output
 
 
 def test_store_unavailable_when_the_outbox_cannot_open(tmp_path: Any) -> None:

@@ -211,7 +211,8 @@ def _suppress() -> Any:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl are Linux")
 def test_serve_killed_with_kill_9_leaves_no_child_processes(tmp_path: Path) -> None:
     # Before: the intake processes and multiprocessing's resource tracker outlived
-    # their parent (18 orphans after 6 kills in the soak).
+    # their parent (18 orphans after 6 kills in the soak). The delivery worker's
+    # process (notifier.worker.process) must not outlive it either.
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     env.update(
@@ -238,11 +239,12 @@ def test_serve_killed_with_kill_9_leaves_no_child_processes(tmp_path: Path) -> N
                 ok = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
             except httpx.TransportError:
                 return False
-            return ok and "intake: 2 worker processes" in log.read_text(errors="replace")
+            text = log.read_text(errors="replace")
+            return ok and "intake: 2 worker processes" in text and "worker process" in text
 
-        wait_for(ready, "notifier serve with two intake processes")
+        wait_for(ready, "notifier serve with two intake processes and its worker process")
         children = children_of(serve.pid)
-        assert len(children) >= 2, log.read_text(errors="replace")
+        assert len(children) >= 3, log.read_text(errors="replace")
         serve.send_signal(signal.SIGKILL)
         assert serve.wait(30) == -signal.SIGKILL
         wait_for(

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from notifier.brands import BrandRegistry
-from notifier.config import Settings
+from notifier.config import Secret, Settings
 from notifier.delivery.relay import RelayTransport
 from notifier.delivery.smtp import Timeouts
-from notifier.outbox import Outbox
+from notifier.outbox import Outbox, open_outbox
 from notifier.signing.dkim import Signer
 from notifier.signing.keys import KeyStore
+from notifier.tokens import TokenStore
 from notifier.worker.loop import Worker, WorkerConfig, WorkerStats
 
 #: the shipped brands (the worker signs with their keys)
@@ -134,3 +135,19 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def live_box(make_box: Callable[..., Outbox]) -> Outbox:
     """The outbox on the real clock, as the worker processes see it."""
     return make_box(clock=time.time)
+
+
+def serve_env(tmp_path: Path, key_dir: Path, smtp_url: str) -> tuple[dict[str, str], str]:
+    """The environment of a ``notifier serve`` on SQLite under ``tmp_path`` relaying to
+    ``smtp_url`` (intake in its own process), and a token to post and read with."""
+    settings = Settings(var_dir=tmp_path / "var", secret_key=Secret("test-secret"))
+    with open_outbox(settings) as box:
+        token = TokenStore(box).create(["events:write", "messages:read"], label="t")[1]
+    env = {
+        "NOTIFIER_VAR_DIR": str(tmp_path / "var"),
+        "NOTIFIER_KEY_DIR": str(key_dir),
+        "NOTIFIER_SECRET_KEY": "test-secret",
+        "NOTIFIER_SMTP_URL": smtp_url,
+        "NOTIFIER_INTAKE_PROCESSES": "0",
+    }
+    return env, token

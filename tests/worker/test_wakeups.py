@@ -20,18 +20,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
-from notifier.config import Secret, Settings
+from notifier.config import Settings
 from notifier.delivery.relay import RelayTransport
-from notifier.outbox import Outbox, Status, open_outbox
+from notifier.outbox import Outbox, Status
 from notifier.signing.dkim import Signer
 from notifier.signing.keys import KeyStore
-from notifier.tokens import TokenStore
 from notifier.worker.loop import Worker, WorkerConfig
 from tests.api.conftest import serving
 from tests.smtpd import SMTPTestServer
 from tests.test_outbox import reminder
-from tests.worker.support import BRANDS, FAST, message_id_of, spawn_worker, stop, wait_for
+from tests.worker.support import (
+    BRANDS,
+    FAST,
+    message_id_of,
+    serve_env,
+    spawn_worker,
+    stop,
+    wait_for,
+)
 
 #: the fallback poll of every worker in these tests (seconds)
 POLL = 120.0
@@ -50,20 +58,13 @@ def post_and_expect(smtp: SMTPTestServer, post: Callable[[int], str], i: int) ->
     wait_for(lambda: message_id in delivered(smtp), f"message {i} (by a wake-up)", PROMPT)
 
 
+@pytest.mark.parametrize("worker_processes", ["1", "0"], ids=["worker-process", "in-process"])
 def test_serve_delivers_a_posted_event_before_its_poll_would_fire(
-    tmp_path: Path, key_dir: Path, smtp_server: SMTPTestServer
+    tmp_path: Path, key_dir: Path, smtp_server: SMTPTestServer, worker_processes: str
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var", secret_key=Secret("test-secret"))
-    with open_outbox(settings) as box:
-        token = TokenStore(box).create(["events:write", "messages:read"], label="t")[1]
-    env = {
-        "NOTIFIER_VAR_DIR": str(tmp_path / "var"),
-        "NOTIFIER_KEY_DIR": str(key_dir),
-        "NOTIFIER_SECRET_KEY": "test-secret",
-        "NOTIFIER_SMTP_URL": smtp_server.url,
-        "NOTIFIER_WORKER_POLL": str(POLL),
-        "NOTIFIER_INTAKE_PROCESSES": "0",
-    }
+    # its worker in a process of its own (a FIFO on SQLite) or in its own (a callback)
+    env, token = serve_env(tmp_path, key_dir, smtp_server.url)
+    env.update(NOTIFIER_WORKER_POLL=str(POLL), NOTIFIER_WORKER_PROCESSES=worker_processes)
     with serving(tmp_path, env) as url, httpx.Client(base_url=url) as client:
         headers = {"Authorization": f"Bearer {token}"}
 
