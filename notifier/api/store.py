@@ -388,8 +388,6 @@ class OutboxStore:
         return await self._run(self._stats)
 
     def _stats(self) -> Stats:
-        from ..outbox.model import LATENCY_BUCKETS, latency_counter
-
         m = self.outbox.metrics()
         dns_states, dns_transitions = self.outbox.brand_dns_metrics()
         return Stats(
@@ -404,7 +402,7 @@ class OutboxStore:
             queue_depth=sum(
                 n for (_, _, s), n in m.live.items() if s in ("queued", "deferred", "sending")
             ),
-            latency_buckets=[(b, int(m.total(latency_counter(b)))) for b in LATENCY_BUCKETS],
+            latency_buckets=[(b, int(n)) for b, n in m.latency_buckets()],
             latency_sum=m.total("latency_sum"),
             latency_count=int(m.total("sent")),
             suppressed={(brand, "all"): n for brand, n in m.suppressed.items()},

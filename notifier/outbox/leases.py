@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from .base import Cursor
 from .bodies import Bodies
 from .changes import outcome_events
-from .model import FINAL, LATENCY_BUCKETS, Claim, Delivery, Status, latency_counter
+from .model import FINAL, Claim, Delivery, Status, bucket_for, latency_bucket
 from .wakeups import Wakeups
 
 log = logging.getLogger("notifier.outbox")
@@ -186,9 +186,9 @@ class Leases(Bodies, Wakeups):
                 if d.status == Status.SENT:
                     latency = max(0.0, (now if d.at is None else d.at) - float(created_at))
                     counts[(brand, event, "latency_sum")] += latency
-                    for bound in LATENCY_BUCKETS:
-                        if latency <= bound:
-                            counts[(brand, event, latency_counter(bound))] += 1
+                    bound = bucket_for(latency)
+                    if bound is not None:  # above the last: only in "sent" (+Inf)
+                        counts[(brand, event, latency_bucket(bound))] += 1
             cur.many(
                 "INSERT INTO outbox_attempts (message, at, worker, outcome, host, code, "
                 "enhanced, text, possible_duplicate, sha256, signed_head, signed_full) "

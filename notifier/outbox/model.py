@@ -373,7 +373,25 @@ _LIVE_LIST = ", ".join(f"'{s}'" for s in LIVE)
 
 
 def latency_counter(bound: float) -> str:
+    """The cumulative counter of messages sent within ``bound`` seconds: how versions
+    before per-bucket counting (and the backfills of :mod:`.sql`) count."""
     return f"latency_le:{bound:g}"
+
+
+def latency_bucket(bound: float) -> str:
+    """The counter of messages whose accept-to-sent latency falls in the bucket that
+    ends at ``bound`` (above the previous bound): one counter per sent message, where
+    cumulative counting updated every bucket from there up — some twenty hot rows per
+    brand and event in each outcome's transaction, contended by every worker."""
+    return f"latency_in:{bound:g}"
+
+
+def bucket_for(latency: float) -> float | None:
+    """The smallest bound that ``latency`` (seconds) is within; None above the last."""
+    for bound in LATENCY_BUCKETS:
+        if latency <= bound:
+            return bound
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,3 +409,14 @@ class Metrics:
 
     def total(self, name: str) -> float:
         return sum(v for (_, _, n), v in self.counters.items() if n == name)
+
+    def latency_buckets(self) -> list[tuple[float, float]]:
+        """``(bound, messages sent within it)`` for every bound, cumulative as
+        Prometheus wants: the cumulative counters of earlier versions plus the
+        per-bucket counts up to the bound."""
+        running = 0.0
+        out = []
+        for bound in LATENCY_BUCKETS:
+            running += self.total(latency_bucket(bound))
+            out.append((bound, self.total(latency_counter(bound)) + running))
+        return out

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from notifier.config import Settings
 from notifier.outbox import Outbox, open_outbox
-from notifier.outbox.model import LATENCY_BUCKETS, SUBSECOND_BUCKETS, latency_counter
+from notifier.outbox.model import (
+    LATENCY_BUCKETS,
+    SUBSECOND_BUCKETS,
+    latency_bucket,
+    latency_counter,
+)
 from tests import test_outbox as contract
 from tests.smtpd import SMTPTestServer
 from tests.test_outbox import reminder
@@ -24,8 +29,22 @@ box = contract.box
 
 
 def buckets(box: Outbox) -> dict[float, float]:
-    totals = box.metrics()
-    return {b: totals.total(latency_counter(b)) for b in LATENCY_BUCKETS}
+    return dict(box.metrics().latency_buckets())
+
+
+def test_a_sent_message_counts_in_its_bucket_and_every_bucket_above(
+    box: Outbox, key_dir: Path, smtp_server: SMTPTestServer
+) -> None:
+    box.accept_batch([reminder(1), reminder(2), reminder(3)])
+    assert run_worker(box, key_dir, smtp_server.url).sent == 3  # fake clock: 0 ms each
+    with box.transaction() as cur:  # 20 ms and 3 s, as if measured so
+        cur.execute("UPDATE outbox_counters SET value = 1 WHERE name = 'latency_in:0.005'")
+        cur.many(
+            "INSERT INTO outbox_counters (brand, event, name, value) VALUES (?, ?, ?, 1)",
+            [("acme", "domain.renewal_reminder", latency_bucket(b)) for b in (0.025, 5)],
+        )
+    found = buckets(box)
+    assert [found[b] for b in (0.005, 0.01, 0.025, 1, 5, 96 * 3600)] == [1, 1, 2, 2, 3, 3]
 
 
 def test_the_lowest_buckets_are_milliseconds() -> None:
@@ -46,9 +65,16 @@ def test_counters_from_before_the_subsecond_buckets_are_filled_once(
             "UPDATE outbox_messages SET created_at = sent_at - 0.02 WHERE id = "
             "(SELECT MIN(id) FROM outbox_messages)"
         )
-        names = [latency_counter(b) for b in SUBSECOND_BUCKETS]
-        marks = ", ".join("?" for _ in names)
-        cur.execute(f"DELETE FROM outbox_counters WHERE name IN ({marks})", names)
+        # (before: cumulative counters of the buckets from 1 s up, none per bucket)
+        cur.execute("DELETE FROM outbox_counters WHERE name LIKE ?", ["latency_in:%"])
+        cur.many(
+            "INSERT INTO outbox_counters (brand, event, name, value) VALUES (?, ?, ?, ?)",
+            [
+                ("acme", "domain.renewal_reminder", latency_counter(b), 2)
+                for b in LATENCY_BUCKETS
+                if b not in SUBSECOND_BUCKETS
+            ],
+        )
         cur.execute(
             "DELETE FROM outbox_meta WHERE key IN ('latency_subsecond', 'schema_fingerprint')"
         )
