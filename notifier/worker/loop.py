@@ -515,11 +515,10 @@ async def serve(
     smtp_url: str | None = None,
     until_idle: bool = False,
     outbox: Outbox | None = None,
-    install_signals: bool = True,
-    stop: asyncio.Event | None = None,
+    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
 ) -> WorkerStats:
-    """Run one worker with the settings' database, relay and keys until SIGTERM (with
-    ``install_signals``) or until ``stop`` is set."""
+    """Run one worker with the settings' database, relay and keys until one of
+    ``signals`` (a worker process of ``notifier serve`` leaves SIGINT to its server)."""
     from ..delivery import transport_from_url
     from ..feedback.dispatcher import dispatcher_from_settings
     from ..outbox import open_outbox
@@ -546,25 +545,13 @@ async def serve(
         ),
     )
     loop = asyncio.get_running_loop()
-    if install_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop)
-    stopper = asyncio.create_task(stop.wait()) if stop is not None else None
-    if stopper is not None:
-
-        def on_stop(task: asyncio.Task[bool]) -> None:
-            if not task.cancelled():
-                worker.stop()
-
-        stopper.add_done_callback(on_stop)
+    for sig in signals:
+        loop.add_signal_handler(sig, worker.stop)
     try:
         return await worker.run(until_idle=until_idle)
     finally:
-        if stopper is not None:
-            stopper.cancel()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         await transport.close()
         if own_outbox:
             box.close()

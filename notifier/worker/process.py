@@ -186,8 +186,6 @@ def _describe(code: int | None) -> str:
 
 def _child_main(settings: Settings, parent: int, log_level: int) -> None:
     """Run one worker until SIGTERM (from the server, or the kernel when it died)."""
-    import asyncio
-
     from .loop import serve
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server says when to stop
@@ -198,11 +196,8 @@ def _child_main(settings: Settings, parent: int, log_level: int) -> None:
     )
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stopped = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stopped.set)
-        _stop_with_parent(parent)
-        await serve(settings, install_signals=False, stop=stopped)  # it logs its summary
+        _stop_with_parent(parent)  # SIGTERM when the server is gone
+        await serve(settings, signals=(signal.SIGTERM,))  # it logs its summary
 
     asyncio.run(main())
 
