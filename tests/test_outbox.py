@@ -735,6 +735,29 @@ def test_counters_are_filled_from_an_older_database(
     assert seen(box.metrics()) == pytest.approx(expected)
 
 
+def test_a_single_read_sees_committed_rows_and_leaves_transactions_working(
+    make_box: Callable[..., Outbox],
+) -> None:
+    # read(): one statement without a transaction of its own (PostgreSQL: autocommit)
+    box, other = make_box(), make_box()
+    query = "SELECT message_id FROM outbox_messages WHERE id = ?"
+    first = box.accept(reminder(1))
+    assert box.read(query, (first.id,)) == [(first.message_id,)]
+    second = other.accept(reminder(2))  # committed by another connection
+    assert box.read(query, (second.id,)) == [(second.message_id,)]
+    with pytest.raises(StorageError):
+        box.read("SELECT no_such_column FROM outbox_messages")
+    with box.transaction() as cur:  # transactions work after it; a read inside one
+        cur.execute("DELETE FROM outbox_counters")
+        assert box.read("SELECT COUNT(*) FROM outbox_counters") == [(0,)]  # its own view
+        cur.execute("UPDATE outbox_messages SET reason = 'x' WHERE id = ?", [first.id])
+    with box.transaction() as cur:
+        assert cur.execute(
+            "SELECT reason FROM outbox_messages WHERE id = ?", [first.id]
+        ).fetchall() == [("x",)]
+    assert other.read("SELECT COUNT(*) FROM outbox_counters") == [(0,)]
+
+
 def test_search_filters_newest_first(box: Outbox) -> None:
     a = box.accept(reminder(1, to="Aino@Example.fi")).id
     b = box.accept(raw_event("domain.nameservers_changed", brand="kustwebb")).id

@@ -114,6 +114,8 @@ class Store(Protocol):
 
     def transaction(self, write: bool = True) -> contextlib.AbstractContextManager[Any]: ...
 
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
 
 class Unavailable:
     """The store when the outbox could not be opened: everything is a 503."""
@@ -163,6 +165,9 @@ class Unavailable:
     def transaction(self, write: bool = True) -> Iterator[Any]:
         raise self._fail()
         yield  # pragma: no cover
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise self._fail()
 
 
 # --- views ------------------------------------------------------------------------------
@@ -265,6 +270,11 @@ class OutboxStore:
         """The outbox's transaction (for the token store, which shares the database)."""
         with self.outbox.transaction(write=write) as cur:
             yield cur
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One read-only statement on the outbox's database (token lookups)."""
+        rows: list[tuple[Any, ...]] = self.outbox.read(sql, params)
+        return rows
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(

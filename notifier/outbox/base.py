@@ -191,6 +191,24 @@ class StoreBase(ABC):
         for callback in cur.after_commit:
             callback()
 
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement, which needs no transaction of its own (a
+        statement sees one snapshot): PostgreSQL runs it without BEGIN and COMMIT. In a
+        transaction of this thread, it is a statement of that transaction."""
+        conn = self._conn()
+        if not self._in_transaction(conn):
+            with self.transaction(write=False) as cur:
+                return list(cur.execute(sql, params).fetchall())
+        try:
+            return list(Cursor(self, conn.cursor()).execute(sql, params).fetchall())
+        except Exception as exc:
+            if self._is_driver_error(exc):
+                raise self._translate(exc) from exc
+            raise
+
+    def _in_transaction(self, conn: Any) -> bool:
+        return bool(conn.in_transaction)
+
     def _begin_relaxed(self, conn: Any, write: bool) -> None:
         """Begin a transaction whose commit need not wait for the disk (a backend that
         cannot relax just begins a durable one)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, cast
 
@@ -200,6 +201,28 @@ class PostgresOutbox(Outbox):
 
     def _begin(self, conn: Any, write: bool) -> None:
         pass  # psycopg opens a transaction with the first statement
+
+    def _in_transaction(self, conn: Any) -> bool:
+        assert psycopg is not None
+        return bool(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One round trip: psycopg would send BEGIN, the statement and COMMIT apart."""
+        assert psycopg is not None
+        conn = self._conn()
+        if self._in_transaction(conn):
+            return super().read(sql, params)
+        try:
+            conn.autocommit = True
+            try:
+                return list(conn.execute(self._sql(sql), tuple(params)).fetchall())
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+        except psycopg.Error as exc:
+            if self._broken(conn):
+                self._drop_conn()
+            raise self._translate(exc) from exc
 
     def _commit(self, conn: Any) -> None:
         conn.commit()
