@@ -82,9 +82,9 @@ def create_app(
     """The ASGI app. ``store`` defaults to the outbox in ``settings.database``, with
     ``outbox_config`` (default: the ``NOTIFIER_*`` environment; it says how many intake
     processes render large batches); ``run_worker`` also runs the delivery worker: in
-    this process, or in ``worker_processes`` processes of its own
-    (:mod:`notifier.worker.process`), and ``warm_up`` compiles every template and starts the intake
-    processes before the first request (``notifier serve`` does both)."""
+    ``worker_processes`` processes of their own (:mod:`notifier.worker.process`), or in
+    this process when that is 0; ``warm_up`` compiles every template and starts the
+    intake processes before the first request (``notifier serve`` does both)."""
     pipeline = pipeline or Pipeline(settings)
     store = store or open_store(settings, pipeline, outbox_config)
     tokens = tokens or TokenStore(store)
@@ -113,7 +113,6 @@ def create_app(
                 log_level=logging.getLogger().getEffectiveLevel(),
                 grace=WORKER_STOP_SECONDS - 5,
             )
-            app.state.worker_processes = children
             worker_task = asyncio.create_task(children.run(stop))
         elif run_worker:
             worker_task = asyncio.create_task(_run_worker(settings, store, stop, pipeline.brands))

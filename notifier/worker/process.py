@@ -37,7 +37,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
@@ -60,12 +60,10 @@ PR_SET_PDEATHSIG = 1
 class _Slot:
     """One child's place: the process in it, and when to start the next after a failure."""
 
-    index: int
     proc: BaseProcess | None = None
     started: float = 0.0
     delay: float = 1.0
     restart_at: float = 0.0
-    restarts: int = field(default=0)
 
 
 class WorkerProcesses:
@@ -88,7 +86,7 @@ class WorkerProcesses:
         self.grace = grace
         self.first_delay = first_delay
         self.max_delay = max_delay
-        self.slots = [_Slot(i, delay=first_delay) for i in range(count)]
+        self.slots = [_Slot(delay=first_delay) for _ in range(count)]
         self._ctx = multiprocessing.get_context("spawn")
 
     def pids(self) -> list[int]:
@@ -131,7 +129,6 @@ class WorkerProcesses:
             slot.proc = None
             slot.restart_at = now + slot.delay
             slot.delay = min(self.max_delay, slot.delay * 2)
-            slot.restarts += 1
         if now < slot.restart_at:
             return
         try:
