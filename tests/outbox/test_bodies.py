@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dkim
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.outbox import Outbox
+from notifier.outbox import Outbox, bodies
 from notifier.outbox.bodies import dictionary_of, pack, rebase64, unbase64, unpack
 from notifier.outbox.model import DAY, Delivery, Status
 from tests.test_outbox import OK, Clock, FakeDNS, raw_event, signed_delivery
@@ -90,6 +93,42 @@ def test_a_brand_gets_a_dictionary_after_enough_mail(make_box: Callable[..., Any
     new = box.accept(mail(21, brand="nordname")).id
     assert body_rows(box)[new][1] == int(dicts[0][0])
     assert box.raw(new).sha256 == box.get(new).data_sha256
+
+
+def _bodies(pipeline: Any, n: int) -> list[bytes]:
+    return [pipeline.prepare(mail(i)).outgoing.data for i in range(n)]
+
+
+def test_training_runs_in_a_process_at_the_lowest_priority_and_learns_the_same(
+    pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    samples = _bodies(pipeline, 40)
+    streams = [bodies.training_sample(s) for s in samples]
+    size = min(bodies.DICT_SIZE, sum(len(s) for s in streams) // 8)
+    here = zstandard.train_dictionary(size, streams).as_bytes()
+    started: list[list[str]] = []
+    real_run = subprocess.run
+
+    def run(argv: list[str], **kw: Any) -> Any:
+        started.append(argv)
+        return real_run(argv, **kw)
+
+    monkeypatch.setattr(bodies.subprocess, "run", run)
+    assert bodies.train(samples) == here  # zstd's training is deterministic
+    assert len(started) == 1 and "os.nice(19)" in started[0][-1]
+    # and the trainer does lower its priority: it runs the same script, reporting it
+    probe = bodies._TRAINER.replace("import zstandard", "print(os.nice(0)); raise SystemExit")
+    out = real_run([sys.executable, "-I", "-c", probe], capture_output=True, check=True)
+    assert int(out.stdout) == 19
+
+
+def test_training_falls_back_to_this_process_without_a_python_to_start(
+    pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    samples = _bodies(pipeline, 40)
+    expected = bodies.train(samples)
+    monkeypatch.setattr(bodies.sys, "executable", "/nonexistent/python3")
+    assert expected is not None and bodies.train(samples) == expected
 
 
 def test_a_dictionary_is_kept_while_a_body_uses_it(
