@@ -196,18 +196,21 @@ class StoreBase(ABC):
         statement sees one snapshot): PostgreSQL runs it without BEGIN and COMMIT. In a
         transaction of this thread, it is a statement of that transaction."""
         conn = self._conn()
-        if not self._in_transaction(conn):
-            with self.transaction(write=False) as cur:
-                return list(cur.execute(sql, params).fetchall())
         try:
-            return list(Cursor(self, conn.cursor()).execute(sql, params).fetchall())
+            with self._alone(conn):
+                return list(Cursor(self, conn.cursor()).execute(sql, params).fetchall())
         except Exception as exc:
-            if self._is_driver_error(exc):
-                raise self._translate(exc) from exc
-            raise
+            if not self._is_driver_error(exc):
+                raise
+            if self._broken(conn):
+                self._drop_conn()
+            raise self._translate(exc) from exc
 
-    def _in_transaction(self, conn: Any) -> bool:
-        return bool(conn.in_transaction)
+    def _alone(self, conn: Any) -> AbstractContextManager[None]:
+        """Around a statement that :meth:`read` runs outside :meth:`transaction`: a
+        connection between transactions is in autocommit mode (SQLite's is, with
+        ``isolation_level=None``: this module issues BEGIN and COMMIT itself)."""
+        return nullcontext()
 
     def _begin_relaxed(self, conn: Any, write: bool) -> None:
         """Begin a transaction whose commit need not wait for the disk (a backend that

@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
 
 from ..errors import StorageError
@@ -202,27 +202,20 @@ class PostgresOutbox(Outbox):
     def _begin(self, conn: Any, write: bool) -> None:
         pass  # psycopg opens a transaction with the first statement
 
-    def _in_transaction(self, conn: Any) -> bool:
+    @contextmanager
+    def _alone(self, conn: Any) -> Iterator[None]:
+        """Autocommit for the statement, unless a transaction of this thread is open:
+        one round trip, where psycopg would send BEGIN, the statement and COMMIT."""
         assert psycopg is not None
-        return bool(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
-
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """One round trip: psycopg would send BEGIN, the statement and COMMIT apart."""
-        assert psycopg is not None
-        conn = self._conn()
-        if self._in_transaction(conn):
-            return super().read(sql, params)
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            yield  # a statement of that transaction
+            return
+        conn.autocommit = True
         try:
-            conn.autocommit = True
-            try:
-                return list(conn.execute(self._sql(sql), tuple(params)).fetchall())
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
-        except psycopg.Error as exc:
-            if self._broken(conn):
-                self._drop_conn()
-            raise self._translate(exc) from exc
+            yield
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
 
     def _commit(self, conn: Any) -> None:
         conn.commit()
