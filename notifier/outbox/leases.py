@@ -140,6 +140,8 @@ class Leases(Bodies, Wakeups):
         if not deliveries:
             return []
         now = self.clock()
+        # when each outcome was known: the relay's 250 for sent mail (else: now)
+        known = [now if d.at is None else d.at for d in deliveries]
         # pipelined on PostgreSQL: a round trip only where an answer is needed (each
         # one, on a loaded machine, waits for a CPU and for the GIL: the window)
         with self.transaction(durable=False) as cur, self._pipeline(cur):
@@ -159,7 +161,7 @@ class Leases(Bodies, Wakeups):
                         d.reason,
                         d.next_attempt_at,
                         1 if d.attempt is not None else 0,
-                        (now if d.at is None else d.at) if d.status == Status.SENT else None,
+                        at if d.status == Status.SENT else None,
                         now,
                         d.signed,
                         d.dkim_domain,
@@ -171,20 +173,20 @@ class Leases(Bodies, Wakeups):
                         d.id,
                         worker,
                     )
-                    for d in deliveries
+                    for d, at in zip(deliveries, known, strict=True)
                 ],
             )
             missed = [d for d, rows in zip(deliveries, updated, strict=True) if not rows]
             done = self._already_recorded(cur, worker, missed)
             lost = [d.id for d in missed if d.id not in done]
             counts: dict[tuple[str, str, str], float] = defaultdict(float)
-            for d, rows in zip(deliveries, updated, strict=True):
+            for d, rows, at in zip(deliveries, updated, known, strict=True):
                 if not rows or d.status not in FINAL:
                     continue
                 _, brand, event, created_at = rows[0]
                 counts[(brand, event, str(d.status))] += 1
                 if d.status == Status.SENT:
-                    latency = max(0.0, (now if d.at is None else d.at) - float(created_at))
+                    latency = max(0.0, at - float(created_at))
                     counts[(brand, event, "latency_sum")] += latency
                     bound = bucket_for(latency)
                     if bound is not None:  # above the last: only in "sent" (+Inf)

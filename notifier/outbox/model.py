@@ -3,6 +3,7 @@ outbox's own settings (a slice of :class:`notifier.config.Settings`)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -414,9 +415,12 @@ class Metrics:
         """``(bound, messages sent within it)`` for every bound, cumulative as
         Prometheus wants: the cumulative counters of earlier versions plus the
         per-bucket counts up to the bound."""
+        by_name: defaultdict[str, float] = defaultdict(float)
+        for (_, _, name), value in self.counters.items():
+            by_name[name] += value
         running = 0.0
         out = []
         for bound in LATENCY_BUCKETS:
-            running += self.total(latency_bucket(bound))
-            out.append((bound, self.total(latency_counter(bound)) + running))
+            running += by_name[latency_bucket(bound)]
+            out.append((bound, by_name[latency_counter(bound)] + running))
         return out
