@@ -35,12 +35,10 @@ whether one bad item rejects a batch (``Intake.accept_batch``) or only itself
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -52,6 +50,7 @@ from ..compose.identity import event_domain, natural_key, request_hash
 from ..compose.pipeline import Composed, Pipeline
 from ..errors import InternalError, NotifierError
 from ..outbox.model import NewMessage
+from ..parent import follow_parent
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -264,54 +263,16 @@ def _init_worker(settings: Settings, warm_up: bool) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when
     # the pool stops (it shuts it down), the workers should not die mid-task first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent(os.getppid())
+    follow_parent(os.getppid(), _exit)  # no orphans after a kill -9 of the server
     pipeline = Pipeline(settings)
     if warm_up:
         pipeline.warm_up()
     _WORKER = InlinePreparer(pipeline)
 
 
-#: prctl(2) option: a signal for this process when its parent dies (Linux)
-PR_SET_PDEATHSIG = 1
-#: how often the watchdog looks for its parent
-PARENT_POLL_SECONDS = 0.5
-
-
-def _exit_with_parent(parent: int) -> None:
-    """End this worker when the process that started it dies.
-
-    A parent killed with ``kill -9`` cannot shut its pool down, and the workers (each
-    holding the pool's queues open) would wait for work forever: 18 orphans after six
-    kills of ``notifier serve``. Linux's parent-death signal stops them at once; a
-    watchdog thread polling ``getppid()`` covers other systems and the case the signal
-    does not: the kernel sends it when the *thread* that started the process exits,
-    so the handler only exits once the parent process itself is gone. The resource
-    tracker then sees its last client go and exits as well.
-    """
-
-    def parent_gone() -> bool:
-        return os.getppid() != parent
-
-    def on_signal(signum: int, frame: object) -> None:
-        if parent_gone():
-            os._exit(1)
-
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            signal.signal(signal.SIGUSR1, on_signal)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
-        except (OSError, AttributeError, ValueError):  # the watchdog still works
-            pass
-
-    def watch() -> None:
-        while not parent_gone():
-            time.sleep(PARENT_POLL_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
-    if parent_gone():  # died before the signal was armed
-        os._exit(1)
+def _exit() -> None:
+    # the resource tracker then sees its last client go and exits as well
+    os._exit(1)
 
 
 def _ping() -> int:

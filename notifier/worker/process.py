@@ -29,17 +29,17 @@ stop when the server tells them, so that no child stops before the API does.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
+
+from ..parent import follow_parent
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -52,8 +52,6 @@ __all__ = ["WorkerProcesses"]
 HEALTHY_SECONDS = 60.0
 #: how often the supervisor looks at its children
 WATCH_SECONDS = 0.2
-#: Linux prctl(2) option: a signal for this process when its parent dies
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -193,30 +191,11 @@ def _child_main(settings: Settings, parent: int, log_level: int) -> None:
     )
 
     async def main() -> None:
-        _stop_with_parent(parent)  # SIGTERM when the server is gone
+        follow_parent(parent, _stop)  # SIGTERM when the server is gone
         await serve(settings, signals=(signal.SIGTERM,))  # it logs its summary
 
     asyncio.run(main())
 
 
-def _stop_with_parent(parent: int) -> None:
-    """SIGTERM this process once the server that started it is gone."""
-
-    def parent_gone() -> bool:
-        return os.getppid() != parent
-
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError, ValueError):  # the watchdog still works
-            pass
-
-    def watch() -> None:
-        while not parent_gone():
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
-    if parent_gone():  # died before the signal was armed
-        os.kill(os.getpid(), signal.SIGTERM)
+def _stop() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on the server's SIGTERM
