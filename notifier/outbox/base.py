@@ -53,8 +53,10 @@ class Cursor:
         return self._outbox._many_returning(self.raw, self._outbox._sql(sql), seq)
 
     def many(self, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per parameter set (on PostgreSQL an ``INSERT … VALUES``
+        becomes one statement of many rows: see ``PostgresOutbox._many``)."""
         if seq:
-            self.raw.executemany(self._outbox._sql(sql), [tuple(p) for p in seq])
+            self._outbox._many(self.raw, sql, seq)
 
 
 class StoreBase(ABC):
@@ -120,6 +122,9 @@ class StoreBase(ABC):
 
     def _sql(self, sql: str) -> str:
         return sql
+
+    def _many(self, raw: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        raw.executemany(self._sql(sql), [tuple(p) for p in seq])
 
     def _many_returning(
         self, raw: Any, sql: str, seq: Sequence[Sequence[Any]]

