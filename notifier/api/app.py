@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from .. import heap
 from ..brands import BrandRegistry
 from ..compose.pipeline import Pipeline
 from ..config import Settings
@@ -104,6 +105,7 @@ def create_app(
                 await started
             except StorageError as exc:
                 log.warning("intake processes not started (%s)", exc)
+        heap.settle()  # start-up's objects out of the collector's full passes
         if run_worker and worker_processes > 0:
             from ..worker.process import WorkerProcesses
 

@@ -46,6 +46,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import heap
 from ..compose.identity import event_domain, natural_key, request_hash
 from ..compose.pipeline import Composed, Pipeline
 from ..errors import InternalError, NotifierError
@@ -268,6 +269,7 @@ def _init_worker(settings: Settings, warm_up: bool) -> None:
     if warm_up:
         pipeline.warm_up()
     _WORKER = InlinePreparer(pipeline)
+    heap.settle()  # start-up's objects out of the collector's full passes
 
 
 def _exit() -> None:

@@ -49,8 +49,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import heap
 from ..brands import Brand, BrandRegistry
 from ..delivery.transport import Transport
+from ..dns.alignment import organisational_domain
 from ..dns.verify import DnsView, Verifier
 from ..errors import NotifierError, StorageError
 from ..outbox import Claim, Delivery, Outbox
@@ -544,6 +546,8 @@ async def serve(
             None if until_idle or not settings.dns_recheck else Verifier(settings, brands, box)
         ),
     )
+    organisational_domain(brands.platform.mail_domain)  # the public suffix list, loaded
+    heap.settle()  # start-up's objects out of the collector's full passes
     loop = asyncio.get_running_loop()
     for sig in signals:
         loop.add_signal_handler(sig, worker.stop)
