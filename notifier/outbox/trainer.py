@@ -1,17 +1,16 @@
 """Training a brand's body dictionary: the whole of it in a process of its own.
 
 Training happens as a brand's mail grows (64, 256, 1,000 samples, then every 100,000
-messages) and takes a core for 0.1–1.5 s. Measured at 300 events/s on two cores, with
-only zstd's training in the child, the server's own share (decompressing 1,000 stored
-bodies, putting their base64 back and taking it out again, packing them) still held
-its GIL for about 120 ms a training, and each training made a window of 100–200 ms
-latencies (p99 105–170 ms against 63–93 ms with training off). So the server only
-reads the stored values and hands them over as they are; this module, started as a
-script (``python -I trainer.py``, importing only the standard library and
-``zstandard``), takes the lowest CPU priority first, then decompresses each value to
-the stream its frame holds — exactly what the dictionary compresses later — and
-trains on those. The same functions run in the server's process when no process can
-be started.
+messages). With only zstd's training in a child process, the server's own share
+(decompressing 1,000 stored bodies, putting their base64 back and taking it out
+again, packing them) still took about 120 ms of its interpreter's CPU a training
+(measured at 300 events/s on two cores), time in which the API's requests waited for
+the GIL. So the server only reads the stored values and hands them over as they are;
+this module, started as a script (``python -I trainer.py``, importing only the
+standard library and ``zstandard``), takes the lowest CPU priority first, then
+decompresses each value to the stream its frame holds — exactly what the dictionary
+compresses later — and trains on those. The same functions run in the server's
+process when no process can be started.
 
 The request on stdin (big-endian): the largest dictionary size (u32), the number of
 dictionaries (u32), each as id (u32), length (u32) and bytes, then the samples, each as
@@ -39,7 +38,6 @@ DMER = 8
 STREAM = 0xFFFFFFFF
 #: a zstd frame compressed without a dictionary
 PLAIN = 0
-_U32 = struct.Struct(">I")
 _PAIR = struct.Struct(">II")
 
 
@@ -93,9 +91,9 @@ def train(max_size: int, streams: Sequence[bytes]) -> bytes:
 
 
 def lowest_priority() -> None:
-    """Run only on CPU time nothing else wants: ``SCHED_IDLE`` where the platform has
-    it, and nice 19 in any case (nice alone still took a third of a core from a
-    saturated machine, in its gaps between others' wake-ups)."""
+    """Run only on CPU time nothing else wants: nice 19, and ``SCHED_IDLE`` where the
+    platform has it (at nice 19 a process still has a small share of a busy CPU;
+    ``SCHED_IDLE`` has less)."""
     os.nice(19)
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
