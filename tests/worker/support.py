@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from notifier.brands import BrandRegistry
@@ -26,6 +27,7 @@ from notifier.signing.dkim import Signer
 from notifier.signing.keys import KeyStore
 from notifier.tokens import TokenStore
 from notifier.worker.loop import Worker, WorkerConfig, WorkerStats
+from tests.test_outbox import reminder
 
 #: the shipped brands (the worker signs with their keys)
 BRANDS = BrandRegistry(Settings().brands_dir, Settings().platform_brand)
@@ -151,3 +153,13 @@ def serve_env(tmp_path: Path, key_dir: Path, smtp_url: str) -> tuple[dict[str, s
         "NOTIFIER_INTAKE_PROCESSES": "0",
     }
     return env, token
+
+
+def post_reminder(client: httpx.Client, token: str, i: int) -> str:
+    """Post reminder ``i`` to a running ``notifier serve`` (a 202 expected); the
+    Message-ID of its message, to look for at the SMTP server."""
+    headers = {"Authorization": f"Bearer {token}"}
+    answer = client.post("/v1/events", json=reminder(i), headers=headers)
+    assert answer.status_code == 202, answer.text
+    message = client.get(f"/v1/messages/{answer.json()['id']}", headers=headers)
+    return str(message.json()["message_id"])

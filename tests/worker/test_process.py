@@ -21,8 +21,7 @@ from notifier.worker.process import WorkerProcesses
 from tests.api.conftest import serving
 from tests.security.test_crashes import running
 from tests.smtpd import SMTPTestServer
-from tests.test_outbox import reminder
-from tests.worker.support import message_id_of, serve_env, wait_for
+from tests.worker.support import message_id_of, post_reminder, serve_env, wait_for
 
 STARTED = re.compile(r"worker process (\d+) started")
 
@@ -37,13 +36,9 @@ def test_serve_restarts_its_worker_process_after_kill_9_and_stops_it_on_sigterm(
     env, token = serve_env(tmp_path, key_dir, smtp_server.url)
     log = tmp_path / "serve.log"
     with serving(tmp_path, env) as url, httpx.Client(base_url=url) as client:
-        headers = {"Authorization": f"Bearer {token}"}
 
         def post_and_deliver(i: int) -> None:
-            answer = client.post("/v1/events", json=reminder(i), headers=headers)
-            assert answer.status_code == 202, answer.text
-            message = client.get(f"/v1/messages/{answer.json()['id']}", headers=headers)
-            wanted = message.json()["message_id"]
+            wanted = post_reminder(client, token, i)
             wait_for(
                 lambda: wanted in {message_id_of(m.data) for m in smtp_server.messages},
                 f"message {i} delivered",

@@ -35,6 +35,7 @@ from tests.worker.support import (
     BRANDS,
     FAST,
     message_id_of,
+    post_reminder,
     serve_env,
     spawn_worker,
     stop,
@@ -66,13 +67,9 @@ def test_serve_delivers_a_posted_event_before_its_poll_would_fire(
     env, token = serve_env(tmp_path, key_dir, smtp_server.url)
     env.update(NOTIFIER_WORKER_POLL=str(POLL), NOTIFIER_WORKER_PROCESSES=worker_processes)
     with serving(tmp_path, env) as url, httpx.Client(base_url=url) as client:
-        headers = {"Authorization": f"Bearer {token}"}
 
         def post(i: int) -> str:
-            answer = client.post("/v1/events", json=reminder(i), headers=headers)
-            assert answer.status_code == 202, answer.text
-            message = client.get(f"/v1/messages/{answer.json()['id']}", headers=headers)
-            return str(message.json()["message_id"])
+            return post_reminder(client, token, i)
 
         # the first may meet the worker's first claim; the second finds it asleep
         for i in range(3):
