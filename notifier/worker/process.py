@@ -110,11 +110,9 @@ class WorkerProcesses:
         proc = slot.proc
         if proc is not None:
             if proc.exitcode is None:
-                if now - slot.started >= HEALTHY_SECONDS:
-                    slot.delay = self.first_delay
                 return
             ran = now - slot.started
-            if ran >= HEALTHY_SECONDS:
+            if ran >= HEALTHY_SECONDS:  # it ran well: no failure streak to back off from
                 slot.delay = self.first_delay
             log.error(
                 "worker process %s exited (%s) after %.1f s; starting another in %.3g s",
@@ -125,19 +123,22 @@ class WorkerProcesses:
             )
             proc.close()
             slot.proc = None
-            slot.restart_at = now + slot.delay
-            slot.delay = min(self.max_delay, slot.delay * 2)
+            self._back_off(slot, now)
         if now < slot.restart_at:
             return
         try:
             slot.proc = self._start()
         except Exception:  # cannot spawn (no memory, no processes): try again later
             log.exception("could not start a worker process")
-            slot.restart_at = now + slot.delay
-            slot.delay = min(self.max_delay, slot.delay * 2)
+            self._back_off(slot, now)
             return
         slot.started = now
         log.info("worker process %s started", slot.proc.pid)
+
+    def _back_off(self, slot: _Slot, now: float) -> None:
+        """The next start after the slot's delay, which doubles up to ``max_delay``."""
+        slot.restart_at = now + slot.delay
+        slot.delay = min(self.max_delay, slot.delay * 2)
 
     def _start(self) -> BaseProcess:
         proc = self._ctx.Process(
